@@ -1,0 +1,180 @@
+"""What every dataset provides: splits, training class counts, the shot rule and a recipe."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import torch
+
+from lt_bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A dataset's default training recipe (paper-faithful where a paper sets one)."""
+
+    backbone: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    momentum: float = 0.9
+    schedule: str = "cosine"  # "cosine" or "multistep"
+    warmup_epochs: int = 0
+    milestones: tuple[int, ...] = ()
+    lr_decay: float = 0.1  # multistep factor applied at each milestone
+
+
+@dataclass(frozen=True)
+class ShotRule:
+    """Many/medium/few groups from *training* counts: many > 100, medium 20–100, few < 20.
+
+    The rule of classifier-balancing and the TDE code (shared/reference/datasets.md A5).
+    """
+
+    many_above: int = 100
+    few_below: int = 20
+
+    def group(self, count: int) -> str:
+        if count > self.many_above:
+            return "many"
+        if count < self.few_below:
+            return "few"
+        return "medium"
+
+    def groups(self, class_counts: Sequence[int]) -> dict[str, list[int]]:
+        """Class indices per group, in the order many, medium, few."""
+        result: dict[str, list[int]] = {"many": [], "medium": [], "few": []}
+        for class_index, count in enumerate(class_counts):
+            result[self.group(count)].append(class_index)
+        return result
+
+
+class Split(Protocol):
+    """One split of a dataset: labels, and batches of images for given indices."""
+
+    labels: torch.Tensor  # int64, one label per image
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self, index_batches: Sequence[tuple[int, torch.Tensor]], *, train: bool, device: torch.device
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, labels) for each (batch_seed, indices); `train` turns augmentation on."""
+        ...
+
+
+@dataclass(frozen=True)
+class TensorAugmentation:
+    """Per-batch tensor augmentation: random crop after zero padding, optional horizontal flip."""
+
+    crop_padding: int = 0
+    horizontal_flip: bool = False
+
+
+@dataclass
+class TensorSplit:
+    """A split held in memory as uint8 images [N, C, H, W]; normalised and augmented per batch."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augmentation: TensorAugmentation = field(default_factory=TensorAugmentation)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError("TensorSplit images must be uint8 [N, C, H, W]")
+        if len(self.images) != len(self.labels):
+            raise ValueError("TensorSplit needs one label per image")
+        self.labels = self.labels.long()
+        self._device_cache: dict[torch.device, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(
+        self, index_batches: Sequence[tuple[int, torch.Tensor]], *, train: bool, device: torch.device
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        images = self._on(device)
+        labels = self.labels.to(device)
+        mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+        for batch_seed, indices in index_batches:
+            indices = indices.to(device)
+            batch = images[indices].float().div_(255.0)
+            if train:
+                generator = torch.Generator().manual_seed(batch_seed)
+                batch = augment(batch, self.augmentation, generator)
+            yield (batch - mean) / std, labels[indices]
+
+    def _on(self, device: torch.device) -> torch.Tensor:
+        if device not in self._device_cache:
+            self._device_cache[device] = self.images.to(device)
+        return self._device_cache[device]
+
+
+def augment(batch: torch.Tensor, augmentation: TensorAugmentation, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, drawn from `generator` (on CPU)."""
+    size, _, height, width = batch.shape
+    padding = augmentation.crop_padding
+    if padding:
+        padded = torch.nn.functional.pad(batch, (padding, padding, padding, padding))
+        offsets_y = torch.randint(0, 2 * padding + 1, (size,), generator=generator).to(batch.device)
+        offsets_x = torch.randint(0, 2 * padding + 1, (size,), generator=generator).to(batch.device)
+        rows = offsets_y[:, None] + torch.arange(height, device=batch.device)[None, :]
+        cols = offsets_x[:, None] + torch.arange(width, device=batch.device)[None, :]
+        batch = padded[
+            torch.arange(size, device=batch.device)[:, None, None, None],
+            torch.arange(batch.shape[1], device=batch.device)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
+    if augmentation.horizontal_flip:
+        flip = (torch.rand(size, generator=generator) < 0.5).to(batch.device)
+        batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+    return batch
+
+
+@dataclass
+class LongTailedData:
+    """A loaded long-tailed dataset: train/val/test splits and the training class counts."""
+
+    name: str
+    num_classes: int
+    train: Split
+    val: Split
+    test: Split
+    class_counts: list[int]  # training images per class, ordered by class index
+    in_chans: int
+    shot_rule: ShotRule = field(default_factory=ShotRule)
+    class_names: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How to load a dataset: where its files are and the long-tail construction's parameters."""
+
+    data_root: Path | None = None
+    imbalance_ratio: float | None = None  # None: the dataset's default
+    data_seed: int = 0
+    download: bool = False
+
+
+class DatasetSource(ABC):
+    """A named dataset: its description, default recipe and loader."""
+
+    description: ClassVar[str]
+    recipe: ClassVar[Recipe]
+    default_imbalance_ratio: ClassVar[float | None] = None  # None: the split is fixed by files
+
+    @abstractmethod
+    def load(self, options: DataOptions) -> LongTailedData:
+        """Load the splits; raise UserError saying what to put where when files are missing."""
+
+
+DATASETS: Registry[type[DatasetSource]] = Registry("dataset", builtin_package="lt_bench.data.sources")

@@ -1,0 +1,102 @@
+"""The method contract: every long-tail method is a `Method` subclass that overrides what it changes.
+
+The core calls these hooks in this order:
+
+    method = MethodClass(context)
+    head = method.build_head()                       # (a) classifier on the backbone's features
+    [second stage only] method.prepare_second_stage(model)   # (f) after loading the first stage
+    each epoch:  method.on_epoch_start(epoch, lr)            # (d) e.g. DRW's switch
+                 order = method.sample_order(labels, gen)    # (c) the epoch's index stream
+        each step: method.on_train_features(features)       # (d) e.g. TDE's moving average
+                   loss = method.loss(logits, targets)       # (b)
+    evaluation:  method.inference_logits(head, features, **knobs)  # (e) knobs picked on val
+
+Method state that must survive a restart lives in `state_dict()` / `load_state_dict()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lt_bench.data import samplers
+from lt_bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method may know when it is built."""
+
+    dataset: str
+    num_classes: int
+    class_counts: tuple[int, ...]  # training images per class, ordered by class index
+    feature_dim: int
+    epochs: int  # epochs of the stage this method trains
+    steps_per_epoch: int
+    base_lr: float
+    lr_milestones: tuple[int, ...] = ()  # epochs where a multi-step schedule drops the rate
+
+
+class Method:
+    """Plain cross-entropy on a linear head, instance-balanced sampling, no inference transform.
+
+    Subclasses override only the hooks their paper changes.
+    """
+
+    description: ClassVar[str] = ""
+    first_stage: ClassVar[str | None] = None  # (f) the method whose finished run this one continues
+
+    def __init__(self, context: MethodContext) -> None:
+        self.context = context
+
+    # (a) the head
+    def build_head(self) -> nn.Module:
+        return nn.Linear(self.context.feature_dim, self.context.num_classes)
+
+    # (b) the loss
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets)
+
+    # (c) the sampler
+    def sample_order(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The epoch's global index stream over the training set."""
+        return samplers.instance_balanced(labels, generator)
+
+    # (d) state updated during training
+    def on_epoch_start(self, epoch: int, lr: float) -> None:
+        """Called before each training epoch (0-based) with its learning rate."""
+
+    def on_train_features(self, features: torch.Tensor) -> None:
+        """Called every training step with the detached backbone features, before the head."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    # (e) inference
+    def test_time_knobs(self) -> dict[str, tuple[float, ...]]:
+        """Each knob's candidate values; one value means fixed, several are searched on validation."""
+        return {}
+
+    def inference_logits(self, head: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
+        return head(features)
+
+    # (f) second stage
+    def second_stage_epochs(self) -> int:
+        """Epochs this method trains after loading `first_stage`'s checkpoint."""
+        return self.context.epochs
+
+    def prepare_second_stage(self, model: nn.Module) -> None:
+        """Adjust the first stage's model (re-initialise, freeze) before the second stage trains."""
+
+
+METHODS: Registry[type[Method]] = Registry(
+    "method", builtin_package="lt_bench.methods", entry_point_group="lt_bench.methods"
+)
