@@ -1,0 +1,124 @@
+"""A run's fully resolved configuration: the dataset recipe, overridden by what the user passed."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from lt_bench.data.base import DATASETS, Recipe
+from lt_bench.errors import UserError
+
+SCHEDULES = ("cosine", "multistep")
+# Fields that say where or how a run executes, not what it computes: not part of a run's identity.
+PLACEMENT_FIELDS = ("data_root", "output", "device", "download", "num_workers")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's result, plus where it reads and writes."""
+
+    method: str
+    dataset: str
+    backbone: str
+    epochs: int
+    batch_size: int  # the global batch
+    lr: float
+    weight_decay: float
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    milestones: tuple[int, ...] = ()
+    lr_decay: float = 0.1
+    seed: int = 0
+    data_seed: int = 0
+    imbalance_ratio: float | None = None
+    knobs: dict[str, float] = field(default_factory=dict)  # fixed test-time knobs, e.g. {"alpha": 2.0}
+    data_root: str | None = None
+    output: str = "results"
+    device: str = "cpu"
+    download: bool = False
+    num_workers: int = 0
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the result (placement fields left out)."""
+        values = dataclasses.asdict(self)
+        for name in PLACEMENT_FIELDS:
+            values.pop(name)
+        return values
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.dataset}-{self.method}-{self.backbone}-seed{self.seed}-{digest}"
+
+    def to_json(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["milestones"] = list(self.milestones)
+        return values
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config fields {sorted(unknown)}")
+        return cls(**{**values, "milestones": tuple(values.get("milestones", ()))})
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def resolve_config(method: str, dataset: str, **overrides: Any) -> RunConfig:
+    """The dataset's recipe with every non-None override applied, validated.
+
+    A batch size different from the recipe's scales the recipe's learning rate linearly
+    (Goyal et al. 2017) unless `lr` is given too.
+    """
+    source = DATASETS.get(dataset)
+    recipe: Recipe = source.recipe
+    given = {name: value for name, value in overrides.items() if value is not None}
+    values = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)}
+    if "batch_size" in given and "lr" not in given:
+        given["lr"] = recipe.lr * given["batch_size"] / recipe.batch_size
+    values.update(given)
+    values["milestones"] = tuple(values.get("milestones", ()))
+    if values.get("imbalance_ratio") is None:
+        values["imbalance_ratio"] = source.default_imbalance_ratio
+    config = RunConfig(method=method, dataset=dataset, **values)
+    validate(config)
+    return config
+
+
+def validate(config: RunConfig) -> None:
+    """Raise a one-line UserError for impossible values."""
+    checks = [
+        (config.epochs >= 1, f"--epochs must be at least 1, got {config.epochs}"),
+        (config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),
+        (_positive(config.lr), f"--lr must be a positive number, got {config.lr}"),
+        (_non_negative(config.weight_decay), f"--weight-decay must be >= 0, got {config.weight_decay}"),
+        (_non_negative(config.momentum) and config.momentum < 1, f"--momentum must be in [0, 1), got {config.momentum}"),
+        (config.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}"),
+        (0 <= config.warmup_epochs < config.epochs or config.warmup_epochs == 0,
+         f"--warmup-epochs must be below --epochs ({config.epochs}), got {config.warmup_epochs}"),
+        (config.imbalance_ratio is None or (_positive(config.imbalance_ratio) and config.imbalance_ratio >= 1),
+         f"--imbalance-ratio must be a number >= 1, got {config.imbalance_ratio}"),
+        (config.data_seed >= 0 and config.seed >= 0, "--seed and --data-seed must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    for name, value in config.knobs.items():
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"--knob {name} must be a finite number, got {value!r}")
+
+
+def _positive(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0

@@ -1,0 +1,91 @@
+"""Run records: one JSON file per run under `<output>/records/`, the source of every table."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from lt_bench.atomic import write_json
+
+SCHEMA = "lt-bench/record/1"
+REQUIRED_FIELDS = ("schema", "status", "run_id", "method", "dataset", "backbone", "seed", "config", "metrics")
+
+
+def records_dir(output: str | Path) -> Path:
+    return Path(output) / "records"
+
+
+def record_path(output: str | Path, run_id: str) -> Path:
+    return records_dir(output) / f"{run_id}.json"
+
+
+def write_record(output: str | Path, record: dict[str, Any]) -> Path:
+    """Write `record` atomically; the file name is the run id, so a rerun replaces its own record."""
+    path = record_path(output, record["run_id"])
+    write_json(path, record)
+    return path
+
+
+def environment() -> dict[str, Any]:
+    """Git commit of the harness and versions of the packages that decide a run's numbers."""
+    versions = {"python": platform.python_version()}
+    for package in ("lt-bench", "torch", "torchvision", "timm", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"git_commit": git_commit(), "versions": versions}
+
+
+def git_commit() -> str | None:
+    """The commit of the lt-bench checkout in use, with '+dirty' for uncommitted changes; None outside git."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=source, capture_output=True,
+            text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Parse and check one record; ValueError names what is wrong."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"not readable JSON ({error})") from error
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise ValueError(f"not an lt-bench record (expected schema {SCHEMA!r})")
+    missing = [name for name in REQUIRED_FIELDS if name not in record]
+    if missing:
+        raise ValueError(f"record lacks {', '.join(missing)}")
+    return record
+
+
+def iter_records(output: str | Path, *, finished_only: bool = True) -> Iterator[dict[str, Any]]:
+    """Every readable record under `<output>/records/`; unreadable ones are named in a warning and skipped."""
+    for path in sorted(records_dir(output).rglob("*.json")):
+        try:
+            record = read_record(path)
+        except ValueError as error:
+            warnings.warn(f"skipping {path}: {error}", stacklevel=2)
+            continue
+        if finished_only and record["status"] != "finished":
+            continue
+        yield record

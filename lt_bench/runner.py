@@ -1,0 +1,223 @@
+"""One run end to end: data → backbone + method head → training → knob selection on val → test → record."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lt_bench.atomic import write_json
+from lt_bench.backbones import LongTailClassifier, create_backbone
+from lt_bench.config import RunConfig
+from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
+from lt_bench.errors import UserError
+from lt_bench.evaluation import classification_metrics
+from lt_bench.method import METHODS, Method, MethodContext
+from lt_bench.records import SCHEMA, environment, now, read_record, record_path, write_record
+from lt_bench.schedule import learning_rate
+from lt_bench.training import StagePlan, TrainingDiverged, extract_features, train
+
+EVAL_BATCH_SIZE = 512
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run keeps its files: `<output>/runs/<run_id>/` and its record."""
+
+    folder: Path
+    record: Path
+
+    @classmethod
+    def of(cls, config: RunConfig) -> RunPaths:
+        return cls(Path(config.output) / "runs" / config.run_id, record_path(config.output, config.run_id))
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint.pt"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "log.jsonl"
+
+
+def finished_record(config: RunConfig) -> dict[str, Any] | None:
+    """The finished record of exactly this configuration, if one exists."""
+    path = RunPaths.of(config).record
+    if not path.exists():
+        return None
+    try:
+        record = read_record(path)
+    except ValueError:
+        return None
+    return record if record["status"] == "finished" else None
+
+
+def run(config: RunConfig) -> dict[str, Any]:
+    """Train and evaluate `config` (resuming from its checkpoint), write and return its record."""
+    started = time.perf_counter()
+    method_class = METHODS.get(config.method)
+    data = load_data(config)
+    device = torch.device(config.device)
+    paths = RunPaths.of(config)
+    _claim_folder(paths, config)
+    torch.manual_seed(config.seed)
+    backbone = create_backbone(config.backbone, data.in_chans).to(device)
+    steps_per_epoch = len(data.train) // config.batch_size
+    context = MethodContext(
+        dataset=config.dataset, num_classes=data.num_classes, class_counts=tuple(data.class_counts),
+        feature_dim=backbone.num_features, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+        base_lr=config.lr, lr_milestones=config.milestones,
+    )
+    method = method_class(context)
+    first_stage = None
+    if method_class.first_stage is None:
+        model = LongTailClassifier(backbone, method.build_head()).to(device)
+        plan = _plan(config, config.epochs, config.schedule, config.warmup_epochs)
+    else:
+        first_stage = _first_stage(config, method_class.first_stage)
+        first_method = METHODS.get(method_class.first_stage)(context)
+        model = LongTailClassifier(backbone, first_method.build_head()).to(device)
+        first_checkpoint = torch.load(RunPaths.of(first_stage["config"]).checkpoint, map_location=device,
+                                      weights_only=False)
+        model.load_state_dict(first_checkpoint["model"])
+        method.prepare_second_stage(model)
+        model.to(device)
+        # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
+        plan = _plan(config, method.second_stage_epochs(), "cosine", 0)
+    try:
+        train(model, method, data.train, plan, device=device, checkpoint_path=paths.checkpoint,
+              log_path=paths.log, extra_checkpoint={"config": config.identity()})
+    except TrainingDiverged as error:
+        _write_failed(config, str(error), started)
+        raise UserError(f"{error}; the last good checkpoint is kept in {paths.folder}; lower --lr") from error
+    evaluation = evaluate(model, method, data, config, device)
+    record = {
+        "schema": SCHEMA,
+        "status": "finished",
+        "run_id": config.run_id,
+        "method": config.method,
+        "dataset": config.dataset,
+        "backbone": config.backbone,
+        "seed": config.seed,
+        "data_seed": config.data_seed,
+        "config": config.to_json(),
+        "class_counts": data.class_counts,
+        "first_stage": first_stage and {"run_id": first_stage["run_id"], "reused": first_stage["reused"]},
+        **evaluation,
+        **environment(),
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "finished_at": now(),
+    }
+    write_record(config.output, record)
+    return record
+
+
+def load_data(config: RunConfig) -> LongTailedData:
+    options = DataOptions(
+        data_root=Path(config.data_root) if config.data_root else None,
+        imbalance_ratio=config.imbalance_ratio, data_seed=config.data_seed, download=config.download,
+    )
+    data = DATASETS.get(config.dataset)().load(options)
+    if config.batch_size > len(data.train):
+        raise UserError(
+            f"--batch-size {config.batch_size} is larger than the {len(data.train)} training images of "
+            f"{config.dataset}; pass a smaller --batch-size"
+        )
+    return data
+
+
+def evaluate(
+    model: LongTailClassifier, method: Method, data: LongTailedData, config: RunConfig, device: torch.device
+) -> dict[str, Any]:
+    """Pick the test-time knobs on the validation split, then measure the test split with them."""
+    val_features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
+    test_features = extract_features(model.backbone, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
+    candidates = _knob_candidates(method, config)
+    model.head.eval()
+    searched = []
+    with torch.no_grad():
+        for values in itertools.product(*candidates.values()):
+            knobs = dict(zip(candidates, values))
+            logits = method.inference_logits(model.head, val_features, **knobs).cpu()
+            metrics = classification_metrics(logits, data.val.labels, data.class_counts, data.shot_rule)
+            searched.append({"knobs": knobs, **{k: metrics[k] for k in ("balanced_accuracy", "top1", "many",
+                                                                        "medium", "few")}})
+        best = max(searched, key=lambda entry: entry["balanced_accuracy"])  # first of equals wins
+        val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
+        test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
+    test_metrics = classification_metrics(test_logits, data.test.labels, data.class_counts, data.shot_rule)
+    val_metrics = classification_metrics(val_logits, data.val.labels, data.class_counts, data.shot_rule)
+    return {
+        "metrics": {"test": _summary(test_metrics), "val": _summary(val_metrics)},
+        "per_class_accuracy": test_metrics["per_class_accuracy"],
+        "calibration": test_metrics["calibration"],
+        "shot_groups": data.shot_rule.groups(data.class_counts),
+        "knobs": {"selected": best["knobs"], "candidates": {k: list(v) for k, v in candidates.items()},
+                  "validation": searched},
+        "test_labels": data.test.labels.tolist(),
+        "test_predictions": test_logits.argmax(1).tolist(),
+    }
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k not in ("per_class_accuracy", "calibration")}
+
+
+def _knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float, ...]]:
+    candidates = dict(method.test_time_knobs())
+    for name, value in config.knobs.items():
+        if name not in candidates:
+            known = ", ".join(candidates) or "none"
+            raise UserError(f"method {config.method!r} has no test-time knob {name!r} (its knobs: {known})")
+        candidates[name] = (float(value),)
+    return candidates
+
+
+def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int) -> StagePlan:
+    def rate(epoch: int) -> float:
+        return learning_rate(epoch, base_lr=config.lr, epochs=epochs, schedule=schedule,
+                             warmup_epochs=warmup_epochs, milestones=config.milestones, lr_decay=config.lr_decay)
+
+    return StagePlan(epochs=epochs, batch_size=config.batch_size, learning_rate=rate, momentum=config.momentum,
+                     weight_decay=config.weight_decay, seed=config.seed)
+
+
+def _first_stage(config: RunConfig, first_method: str) -> dict[str, Any]:
+    """The finished first-stage run of the same data, backbone, schedule and seed: reused, or trained now."""
+    first_config = config.replace(method=first_method, knobs={})
+    record = finished_record(first_config)
+    reused = record is not None and RunPaths.of(first_config).checkpoint.exists()
+    if not reused:
+        record = run(first_config)
+    return {"run_id": record["run_id"], "reused": reused, "config": first_config}
+
+
+def _claim_folder(paths: RunPaths, config: RunConfig) -> None:
+    """Create the run folder, or check that an existing one was made by the same configuration."""
+    config_path = paths.folder / "config.json"
+    if config_path.exists():
+        try:
+            existing = json.loads(config_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            existing = None
+        if existing != json.loads(json.dumps(config.identity())):
+            raise UserError(
+                f"{paths.folder} holds a run of a different configuration; delete that folder to start fresh"
+            )
+        return
+    paths.folder.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, config.identity())
+
+
+def _write_failed(config: RunConfig, reason: str, started: float) -> None:
+    write_record(config.output, {
+        "schema": SCHEMA, "status": "failed", "error": reason, "run_id": config.run_id,
+        "method": config.method, "dataset": config.dataset, "backbone": config.backbone,
+        "seed": config.seed, "data_seed": config.data_seed, "config": config.to_json(), "metrics": {},
+        **environment(), "wall_time_s": round(time.perf_counter() - started, 3), "finished_at": now(),
+    })
