@@ -1,4 +1,4 @@
-"""The `lt-bench` command line: run, sweep, leaderboard, list."""
+"""The `lt-bench` command line: run, sweep, leaderboard, report, list."""
 
 from __future__ import annotations
 
@@ -108,20 +108,34 @@ def command_leaderboard(args: argparse.Namespace) -> None:
     _write_leaderboard(args.output, args.write)
 
 
-def _write_leaderboard(output: str, destination: str | None) -> None:
-    from lt_bench.atomic import write_atomically
-    from lt_bench.leaderboard import leaderboard_markdown
+def _read_records(output: str) -> list[dict[str, Any]]:
+    """The finished records under `output`, naming each unreadable one on stderr."""
     from lt_bench.records import iter_records
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        markdown = leaderboard_markdown(iter_records(output))
+        records = list(iter_records(output))
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
+    return records
+
+
+def _write_leaderboard(output: str, destination: str | None) -> None:
+    from lt_bench.atomic import write_atomically
+    from lt_bench.leaderboard import leaderboard_markdown
+
+    markdown = leaderboard_markdown(_read_records(output))
     path = Path(destination) if destination else Path(output) / "leaderboard.md"
     write_atomically(path, lambda handle: handle.write(markdown.encode()))
     print(markdown, end="")
     print(f"(written to {path})")
+
+
+def command_report(args: argparse.Namespace) -> None:
+    from lt_bench.report import write_report
+
+    page = write_report(_read_records(args.output), args.dataset, args.output, args.baseline)
+    print(f"report written to {page} (figures in {page.with_suffix('')}/)")
 
 
 def command_list(args: argparse.Namespace) -> None:
@@ -166,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--output", default="results", help="results tree (default: results)")
     board.add_argument("--write", help="markdown file to write (default: <output>/leaderboard.md)")
     board.set_defaults(handler=command_leaderboard)
+
+    report = commands.add_parser("report", help="per-class and calibration figures, knob curves and paired "
+                                 "bootstrap intervals for one dataset, from the records")
+    report.add_argument("--dataset", required=True)
+    report.add_argument("--baseline", action="append", default=[], metavar="METHOD",
+                        help="also compare every method against METHOD (always against ce); repeatable")
+    report.add_argument("--output", default="results",
+                        help="results tree (default: results); writes <output>/report/<dataset>.md")
+    report.set_defaults(handler=command_report)
 
     listing = commands.add_parser("list", help="list methods, datasets or backbones")
     listing.add_argument("what", choices=("methods", "datasets", "backbones"))

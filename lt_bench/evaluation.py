@@ -80,7 +80,7 @@ def classification_metrics(
         "top1": float((predictions == labels).double().mean()),
         "top5": None,
         **shot_accuracies(class_accuracy, class_counts, shot_rule),
-        "balanced_accuracy": _mean_present(class_accuracy),
+        "balanced_accuracy": mean_present(class_accuracy),
         "macro_f1": macro_f1(predictions, labels, num_classes),
         "ece": expected_calibration_error(bins),
         "nll": float(F.cross_entropy(logits, labels)),
@@ -93,6 +93,7 @@ def classification_metrics(
     return metrics
 
 
-def _mean_present(values: Sequence[float | None]) -> float | None:
+def mean_present(values: Sequence[float | None]) -> float | None:
+    """Mean of the values that are not None; None when there are none."""
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None

@@ -28,7 +28,8 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         "dataset", "imbalance_ratio", "method", "backbone", "epochs", "seed", *COLUMNS])
 
 
-def _mean_std(values: pd.Series) -> str:
+def mean_std(values: pd.Series) -> str:
+    """Fractions as "mean ± std" in percent over seeds (sample std); "–" when there are none."""
     values = values.dropna().astype(float) * 100
     if values.empty:
         return "–"
@@ -44,7 +45,7 @@ def dataset_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         rows = []
         for (method, backbone, epochs), runs in group.groupby(["method", "backbone", "epochs"], sort=True):
             row = {"Method": method, "Backbone": backbone, "Epochs": int(epochs)}
-            row.update({title: _mean_std(runs[key]) for key, title in COLUMNS.items()})
+            row.update({title: mean_std(runs[key]) for key, title in COLUMNS.items()})
             row["Seeds"] = runs["seed"].nunique()
             row["_order"] = runs["top1"].astype(float).mean()
             rows.append(row)
