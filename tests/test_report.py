@@ -166,7 +166,7 @@ def test_report_command_writes_the_page_and_the_figures_it_references(results, c
     for image in images:
         assert (page.parent / image).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     records = list(iter_records(results))
-    commit = records[0]["git_commit"][:10]
+    commit = (records[0]["git_commit"] or "unknown")[:10]  # None outside a git checkout
     assert f"from 4 finished run records (git commits: `{commit}" in text
     assert "### Paired differences against ce" in text and "### Paired differences against causal_tde" in text
     ce_row = re.search(r"^\| causal_tde \| 2 +\| (\S+)", text.split("against ce")[1], re.MULTILINE).group(1)

@@ -60,7 +60,7 @@ class DatasetRuns:
 
     @property
     def commits(self) -> Counter:
-        return Counter(str(record.get("git_commit")) for record in self.records)
+        return Counter(record.get("git_commit") or "unknown" for record in self.records)
 
 
 def variant_label(record: Record) -> str:
