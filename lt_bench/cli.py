@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from lt_bench import distributed
 from lt_bench.errors import UserError
 
 
@@ -44,9 +44,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     place.add_argument("--data-seed", type=int, default=0, help="seed of the long-tailed subset (default 0)")
     place.add_argument("--data-root", help="folder holding the dataset's files")
     place.add_argument("--download", action="store_true", help="download the dataset when a network is there")
+    place.add_argument("--num-workers", type=int, help="loader workers of image-file datasets "
+                       "(default: the usable CPU cores, at most 8)")
     place.add_argument("--output", default="results", help="results tree (default: results)")
-    place.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    place.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu; on SLURM: cuda when "
+                       "the run has GPUs)")
     place.add_argument("--rerun", action="store_true", help="discard a finished run of this config and train again")
+    place.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                       help="also checkpoint mid-epoch this often (default 120; every epoch end checkpoints)")
+    from lt_bench.launch.profiles import add_launch_arguments
+
+    add_launch_arguments(parser)
 
 
 def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> Any:
@@ -58,8 +66,14 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         warmup_epochs=args.warmup_epochs, milestones=tuple(args.milestones) if args.milestones is not None else None,
         lr_decay=args.lr_decay, imbalance_ratio=args.imbalance_ratio, seed=seed, data_seed=args.data_seed,
         knobs=dict(args.knob) or None, data_root=args.data_root, output=args.output, device=args.device,
-        download=args.download or None,
+        download=args.download or None, num_workers=_num_workers(args), checkpoint_seconds=args.checkpoint_every,
     )
+
+
+def _num_workers(args: argparse.Namespace) -> int:
+    from lt_bench.data.files import default_num_workers
+
+    return default_num_workers() if args.num_workers is None else args.num_workers
 
 
 def _execute(config: Any, rerun: bool) -> dict[str, Any]:
@@ -70,9 +84,7 @@ def _execute(config: Any, rerun: bool) -> dict[str, Any]:
         print(f"{config.run_id}: already finished, record {RunPaths.of(config).record} (--rerun trains again)")
         return existing
     if rerun:
-        paths = RunPaths.of(config)
-        shutil.rmtree(paths.folder, ignore_errors=True)
-        paths.record.unlink(missing_ok=True)
+        RunPaths.of(config).discard()
     record = run(config)
     test = record["metrics"]["test"]
     shots = "  ".join(f"{g} {_percent(test[g])}" for g in ("many", "medium", "few"))
@@ -86,7 +98,28 @@ def _percent(value: float | None) -> str:
 
 
 def command_run(args: argparse.Namespace) -> None:
-    _execute(_config(args, args.method, args.dataset, args.seed), args.rerun)
+    config = _config(args, args.method, args.dataset, args.seed)
+    if args.launcher == "slurm":
+        _submit(args, [config])
+        return
+    _execute(config, args.rerun)
+
+
+def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
+    from lt_bench.launch.profiles import resource_overrides
+    from lt_bench.launch.slurm import launch
+
+    launch(configs, cluster=args.cluster, overrides=resource_overrides(args), rerun=args.rerun,
+           device_given=args.device is not None)
+
+
+def command_status(args: argparse.Namespace) -> None:
+    from lt_bench.launch.status import run_statuses, status_table
+
+    statuses = run_statuses(args.output)
+    if not statuses:
+        raise UserError(f"no runs were submitted to SLURM from {args.output}; submit with --launcher slurm")
+    print(status_table(statuses), end="")
 
 
 def command_sweep(args: argparse.Namespace) -> None:
@@ -96,6 +129,9 @@ def command_sweep(args: argparse.Namespace) -> None:
     for name in methods:
         METHODS.get(name)
     configs = [_config(args, m, d, s) for d in args.dataset for m in methods for s in args.seeds]
+    if args.launcher == "slurm":
+        _submit(args, configs)
+        return
     started = time.perf_counter()
     for index, config in enumerate(configs, 1):
         print(f"[{index}/{len(configs)}] ", end="", flush=True)
@@ -138,6 +174,15 @@ def command_report(args: argparse.Namespace) -> None:
     print(f"report written to {page} (figures in {page.with_suffix('')}/)")
 
 
+def command_data_check(args: argparse.Namespace) -> None:
+    from lt_bench.data.base import DataOptions
+    from lt_bench.data.check import check_dataset
+
+    options = DataOptions(data_root=Path(args.data_root) if args.data_root else None,
+                          imbalance_ratio=args.imbalance_ratio, data_seed=args.data_seed, download=args.download)
+    print("\n".join(check_dataset(args.dataset, options).lines))
+
+
 def command_list(args: argparse.Namespace) -> None:
     if args.what == "backbones":
         import timm
@@ -159,7 +204,7 @@ def command_list(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lt-bench", description=__doc__)
+    parser = _Parser(prog="lt-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="train and evaluate one method on one dataset")
@@ -176,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(sweep)
     sweep.set_defaults(handler=command_sweep)
 
+    status = commands.add_parser("status", help="queued, running, finished, failed: runs submitted to SLURM")
+    status.add_argument("--output", default="results", help="results tree (default: results)")
+    status.set_defaults(handler=command_status)
+
     board = commands.add_parser("leaderboard", help="regenerate the markdown leaderboard from the records")
     board.add_argument("--output", default="results", help="results tree (default: results)")
     board.add_argument("--write", help="markdown file to write (default: <output>/leaderboard.md)")
@@ -190,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results tree (default: results); writes <output>/report/<dataset>.md")
     report.set_defaults(handler=command_report)
 
+    data = commands.add_parser("data", help="dataset files on disk").add_subparsers(dest="data_command",
+                                                                                    required=True)
+    check = data.add_parser("check", help="verify a dataset on disk against its published counts and checksums")
+    check.add_argument("dataset")
+    check.add_argument("--data-root", help="folder holding the dataset's files")
+    check.add_argument("--imbalance-ratio", type=float, help="for generated long tails (default: the dataset's)")
+    check.add_argument("--data-seed", type=int, default=0)
+    check.add_argument("--download", action="store_true", help="fetch missing split lists when a network is there")
+    check.set_defaults(handler=command_data_check)
+
     listing = commands.add_parser("list", help="list methods, datasets or backbones")
     listing.add_argument("what", choices=("methods", "datasets", "backbones"))
     listing.add_argument("pattern", nargs="?", help="for backbones: a timm wildcard, e.g. 'resnet*'")
@@ -197,10 +256,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose bad-argument errors are one-line UserErrors rather than usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    print(f"lt-bench: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    distributed.silence_other_processes()
     try:
-        args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args = build_parser().parse_args(argv)
+            args.handler(args)
     except UserError as error:
         print(f"lt-bench: error: {error}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from lt_bench.errors import UserError
 
 SCHEDULES = ("cosine", "multistep")
 # Fields that say where or how a run executes, not what it computes: not part of a run's identity.
-PLACEMENT_FIELDS = ("data_root", "output", "device", "download", "num_workers")
+PLACEMENT_FIELDS = ("data_root", "output", "device", "download", "num_workers", "checkpoint_seconds")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class RunConfig:
     device: str = "cpu"
     download: bool = False
     num_workers: int = 0
+    checkpoint_seconds: float = 120.0  # mid-epoch checkpoint interval (every epoch end checkpoints too)
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the result (placement fields left out)."""
@@ -82,8 +84,10 @@ def resolve_config(method: str, dataset: str, **overrides: Any) -> RunConfig:
     recipe: Recipe = source.recipe
     given = {name: value for name, value in overrides.items() if value is not None}
     values = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)}
-    if "batch_size" in given and "lr" not in given:
+    if "batch_size" in given and "lr" not in given and given["batch_size"] != recipe.batch_size:
         given["lr"] = recipe.lr * given["batch_size"] / recipe.batch_size
+        print(f"{dataset}: lr {recipe.lr:g} × batch {given['batch_size']}/{recipe.batch_size} = {given['lr']:g} "
+              f"(recipe lr scaled linearly with the global batch; --lr sets it)", file=sys.stderr)
     values.update(given)
     values["milestones"] = tuple(values.get("milestones", ()))
     if values.get("imbalance_ratio") is None:
@@ -106,7 +110,10 @@ def validate(config: RunConfig) -> None:
          f"--warmup-epochs must be below --epochs ({config.epochs}), got {config.warmup_epochs}"),
         (config.imbalance_ratio is None or (_positive(config.imbalance_ratio) and config.imbalance_ratio >= 1),
          f"--imbalance-ratio must be a number >= 1, got {config.imbalance_ratio}"),
-        (config.data_seed >= 0 and config.seed >= 0, "--seed and --data-seed must be >= 0"),
+        (0 <= config.seed < 2**63 and 0 <= config.data_seed < 2**63, "--seed and --data-seed must be in [0, 2**63)"),
+        (_positive(config.lr_decay), f"--lr-decay must be a positive number, got {config.lr_decay}"),
+        (_non_negative(config.checkpoint_seconds),
+         f"--checkpoint-every must be >= 0 seconds, got {config.checkpoint_seconds}"),
     ]
     for ok, message in checks:
         if not ok:

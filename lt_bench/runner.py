@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 
 import torch
 
+from lt_bench import distributed
 from lt_bench.atomic import write_json
 from lt_bench.backbones import LongTailClassifier, create_backbone
+from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
 from lt_bench.errors import UserError
@@ -20,7 +23,7 @@ from lt_bench.evaluation import classification_metrics
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, write_record
 from lt_bench.schedule import learning_rate
-from lt_bench.training import StagePlan, TrainingDiverged, extract_features, train
+from lt_bench.training import StagePlan, TrainingFailed, extract_features, train
 
 EVAL_BATCH_SIZE = 512
 
@@ -44,6 +47,11 @@ class RunPaths:
     def log(self) -> Path:
         return self.folder / "log.jsonl"
 
+    def discard(self) -> None:
+        """Delete the run folder and the record, so that the run trains from scratch."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.record.unlink(missing_ok=True)
+
 
 def finished_record(config: RunConfig) -> dict[str, Any] | None:
     """The finished record of exactly this configuration, if one exists."""
@@ -62,7 +70,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     method_class = METHODS.get(config.method)
     data = load_data(config)
-    device = torch.device(config.device)
+    device = distributed.start_from_environment(_device(config.device))
     paths = RunPaths.of(config)
     _claim_folder(paths, config)
     torch.manual_seed(config.seed)
@@ -74,6 +82,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         base_lr=config.lr, lr_milestones=config.milestones,
     )
     method = method_class(context)
+    _knob_candidates(method, config)  # an unknown --knob fails now, not after training
     first_stage = None
     if method_class.first_stage is None:
         model = LongTailClassifier(backbone, method.build_head()).to(device)
@@ -82,20 +91,25 @@ def run(config: RunConfig) -> dict[str, Any]:
         first_stage = _first_stage(config, method_class.first_stage)
         first_method = METHODS.get(method_class.first_stage)(context)
         model = LongTailClassifier(backbone, first_method.build_head()).to(device)
-        first_checkpoint = torch.load(RunPaths.of(first_stage["config"]).checkpoint, map_location=device,
-                                      weights_only=False)
-        model.load_state_dict(first_checkpoint["model"])
+        model.load_state_dict(_first_stage_checkpoint(first_stage["config"], device)["model"])
         method.prepare_second_stage(model)
         model.to(device)
         # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
         plan = _plan(config, method.second_stage_epochs(), "cosine", 0)
     try:
         train(model, method, data.train, plan, device=device, checkpoint_path=paths.checkpoint,
-              log_path=paths.log, extra_checkpoint={"config": config.identity()})
-    except TrainingDiverged as error:
+              log_path=paths.log, extra_checkpoint={"config": config.identity()},
+              checkpoint_seconds=config.checkpoint_seconds)
+    except TrainingFailed as error:
         _write_failed(config, str(error), started)
-        raise UserError(f"{error}; the last good checkpoint is kept in {paths.folder}; lower --lr") from error
-    evaluation = evaluate(model, method, data, config, device)
+        raise UserError(f"{error}; the last good checkpoint is kept in {paths.folder}; {error.fix}") from error
+    if not distributed.is_main_process():  # rank 0 alone evaluates (every image once) and writes
+        return distributed.from_main_process(None)
+    try:
+        evaluation = evaluate(model, method, data, config, device)
+    except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+        _write_failed(config, f"out of memory on {device} while evaluating", started)
+        raise UserError(f"out of memory on {device} while evaluating; pass a smaller --backbone") from error
     record = {
         "schema": SCHEMA,
         "status": "finished",
@@ -114,13 +128,14 @@ def run(config: RunConfig) -> dict[str, Any]:
         "finished_at": now(),
     }
     write_record(config.output, record)
-    return record
+    return distributed.from_main_process(record)
 
 
 def load_data(config: RunConfig) -> LongTailedData:
     options = DataOptions(
         data_root=Path(config.data_root) if config.data_root else None,
         imbalance_ratio=config.imbalance_ratio, data_seed=config.data_seed, download=config.download,
+        num_workers=config.num_workers,
     )
     data = DATASETS.get(config.dataset)().load(options)
     if config.batch_size > len(data.train):
@@ -197,6 +212,29 @@ def _first_stage(config: RunConfig, first_method: str) -> dict[str, Any]:
     return {"run_id": record["run_id"], "reused": reused, "config": first_config}
 
 
+def _device(name: str) -> torch.device:
+    """`--device` as a torch device this machine has."""
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"--device {name!r} is not usable here ({first_line}); pass --device cpu") from error
+    return device
+
+
+def _first_stage_checkpoint(first_config: RunConfig, device: torch.device) -> dict[str, Any]:
+    """The final checkpoint of a finished first-stage run (never an older fallback)."""
+    path = RunPaths.of(first_config).checkpoint
+    try:
+        return read_checkpoint(path, device)
+    except ValueError as error:
+        raise UserError(
+            f"the first-stage checkpoint {path} is unusable ({error}); train that stage again: the "
+            f"same command with --method {first_config.method} --rerun"
+        ) from error
+
+
 def _claim_folder(paths: RunPaths, config: RunConfig) -> None:
     """Create the run folder, or check that an existing one was made by the same configuration."""
     config_path = paths.folder / "config.json"
@@ -210,11 +248,14 @@ def _claim_folder(paths: RunPaths, config: RunConfig) -> None:
                 f"{paths.folder} holds a run of a different configuration; delete that folder to start fresh"
             )
         return
-    paths.folder.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, config.identity())
+    if distributed.is_main_process():
+        paths.folder.mkdir(parents=True, exist_ok=True)
+        write_json(config_path, config.identity())
 
 
 def _write_failed(config: RunConfig, reason: str, started: float) -> None:
+    if not distributed.is_main_process():
+        return
     write_record(config.output, {
         "schema": SCHEMA, "status": "failed", "error": reason, "run_id": config.run_id,
         "method": config.method, "dataset": config.dataset, "backbone": config.backbone,

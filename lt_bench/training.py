@@ -1,4 +1,4 @@
-"""The training loop: SGD with momentum over a method's index stream, checkpointed every epoch."""
+"""The training loop: SGD with momentum over a method's index stream, resumable at any step."""
 
 from __future__ import annotations
 
@@ -13,9 +13,18 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from lt_bench.atomic import save_torch
+from lt_bench import distributed
+from lt_bench.atomic import write_atomically
+from lt_bench.checkpoint import (
+    Progress,
+    load_checkpoint,
+    restore_training,
+    save_checkpoint,
+    training_payload,
+)
 from lt_bench.data.base import Split
 from lt_bench.method import Method
 
@@ -32,12 +41,33 @@ class StagePlan:
     seed: int
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingFailed(RuntimeError):
+    """Training cannot go on at (0-based) `epoch`, `step`; `fix` says what the user can change."""
+
+    fix = ""
+
+    def __init__(self, reason: str, epoch: int, step: int) -> None:
+        super().__init__(f"{reason} at epoch {epoch + 1}, step {step + 1}")
+        self.epoch, self.step = epoch, step
+
+
+class TrainingDiverged(TrainingFailed):
     """The loss became NaN or infinite."""
 
+    fix = "lower --lr"
+
     def __init__(self, epoch: int, step: int, loss: float) -> None:
-        super().__init__(f"loss became {loss} at epoch {epoch + 1}, step {step + 1}")
-        self.epoch, self.step, self.loss = epoch, step, loss
+        super().__init__(f"loss became {loss}", epoch, step)
+        self.loss = loss
+
+
+class TrainingOutOfMemory(TrainingFailed):
+    """The device (or the host) ran out of memory."""
+
+    fix = "pass a smaller --batch-size or --backbone"
+
+    def __init__(self, epoch: int, step: int, device: torch.device) -> None:
+        super().__init__(f"out of memory on {device}", epoch, step)
 
 
 def derived_seed(*parts: int) -> int:
@@ -66,57 +96,87 @@ def train(
     checkpoint_path: Path,
     log_path: Path,
     extra_checkpoint: dict[str, Any],
+    checkpoint_seconds: float,
 ) -> None:
-    """Train `model` for the epochs not yet in `checkpoint_path`, saving it after every epoch."""
+    """Train `model` from the step its checkpoint reached, checkpointing after every epoch and every
+    `checkpoint_seconds` mid-epoch; an interrupted run continues exactly as if never stopped."""
     optimizer = make_optimizer(model, plan)
-    start_epoch = 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        method.load_state_dict(state["method"])
-        start_epoch = state["epoch"]
+    state = load_checkpoint(checkpoint_path, device)
+    progress = Progress() if state is None else restore_training(state, model, optimizer, method)
+
+    def checkpoint() -> None:
+        payload = training_payload(model, optimizer, method, progress)
+        save_checkpoint(checkpoint_path, {**extra_checkpoint, **payload})
+
     steps = len(split) // plan.batch_size
     labels = split.labels
-    progress = tqdm(range(start_epoch, plan.epochs), initial=start_epoch, total=plan.epochs, desc="train",
-                    unit="epoch", disable=None, file=sys.stderr, leave=False)
-    for epoch in progress:
-        started = time.perf_counter()
-        lr = plan.learning_rate(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        method.on_epoch_start(epoch, lr)
-        order = method.sample_order(labels, torch.Generator().manual_seed(derived_seed(plan.seed, epoch)))
-        batches = [
-            (derived_seed(plan.seed, epoch, step), order[step * plan.batch_size : (step + 1) * plan.batch_size])
-            for step in range(steps)
-        ]
-        model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        for step, (images, targets) in enumerate(split.batches(batches, train=True, device=device)):
-            features = model.backbone(images)
-            method.on_train_features(features.detach())
-            logits = model.head(features)
-            loss = method.loss(logits, targets)
-            if not math.isfinite(loss.item()):
-                raise TrainingDiverged(epoch, step, loss.item())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(targets)
-            correct += int((logits.argmax(1) == targets).sum())
-            seen += len(targets)
-        entry = {
-            "epoch": epoch + 1, "lr": lr, "loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        progress.set_postfix(loss=f"{entry['loss']:.3f}")
-        save_torch(checkpoint_path, {
-            **extra_checkpoint, "epoch": epoch + 1, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "method": method.state_dict(),
-        })
-        with log_path.open("a") as log:
-            log.write(json.dumps(entry) + "\n")
+    network = _parallel(model, device)
+    bar = tqdm(range(progress.epoch, plan.epochs), initial=progress.epoch, total=plan.epochs,
+               desc="train", unit="epoch", disable=None, file=sys.stderr, leave=False)
+    next_checkpoint = time.monotonic() + checkpoint_seconds
+    try:
+        for epoch in bar:
+            started = time.perf_counter() - progress.seconds
+            lr = plan.learning_rate(epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if progress.step == 0:  # a mid-epoch checkpoint holds what on_epoch_start did
+                method.on_epoch_start(epoch, lr)
+            order = method.sample_order(labels, torch.Generator().manual_seed(derived_seed(plan.seed, epoch)))
+            batches = [
+                (_shard_seed(plan.seed, epoch, step),
+                 distributed.shard(order[step * plan.batch_size : (step + 1) * plan.batch_size]))
+                for step in range(progress.step, steps)
+            ]
+            model.train()
+            stream = split.batches(batches, train=True, device=device)
+            for step, (images, targets) in enumerate(stream, start=progress.step):
+                features, logits = network(images)
+                method.on_train_features(features.detach())
+                loss = method.loss(logits, targets)
+                if not math.isfinite(loss.item()):
+                    raise TrainingDiverged(epoch, step, loss.item())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                correct = int((logits.argmax(1) == targets).sum())
+                progress.add_step(loss.item(), correct, len(targets))
+                due = time.monotonic() >= next_checkpoint and step + 1 < steps
+                if due and distributed.is_main_process():
+                    progress.seconds = time.perf_counter() - started
+                    checkpoint()
+                    next_checkpoint = time.monotonic() + checkpoint_seconds
+            progress.loss_sum, progress.correct, progress.seen = distributed.global_sum(
+                torch.tensor([progress.loss_sum, progress.correct, progress.seen],
+                             dtype=torch.float64, device=device)).tolist()
+            entry = progress.finish_epoch(lr, time.perf_counter() - started)
+            bar.set_postfix(loss=f"{entry['loss']:.3f}")
+            if not distributed.is_main_process():
+                continue
+            checkpoint()
+            _write_log(log_path, progress.log)
+    except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+        raise TrainingOutOfMemory(progress.epoch, progress.step, device) from error
+
+
+def _write_log(path: Path, entries: list[dict[str, Any]]) -> None:
+    """Rewrite the per-epoch log from the checkpoint's entries: it never lags or repeats on restart."""
+    text = "".join(json.dumps(entry) + "\n" for entry in entries)
+    write_atomically(path, lambda handle: handle.write(text.encode()))
+
+
+def _parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` in DistributedDataParallel when several processes train it and it has trainable weights."""
+    if not distributed.is_distributed() or not any(p.requires_grad for p in model.parameters()):
+        return model
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _shard_seed(seed: int, epoch: int, step: int) -> int:
+    """The augmentation seed of this process's shard of a step's batch (one process: the batch's seed)."""
+    if distributed.world_size() == 1:
+        return derived_seed(seed, epoch, step)
+    return derived_seed(seed, epoch, step, distributed.rank())
 
 
 @torch.no_grad()

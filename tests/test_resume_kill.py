@@ -1,0 +1,124 @@
+"""SIGKILL a real `lt-bench run` at 20 seeded random moments and rerun it: each resumed run ends with
+a record (metrics, per-class accuracy, predictions, training log) and weights equal bit for bit to
+those of an uninterrupted run.
+
+The uninterrupted reference is the `lt-bench` console script. The killed runs are processes forked
+from a server that has already imported lt-bench, each running `lt_bench.cli.main` — the console
+script's entry point — so a kill costs the 2 s of a run rather than the 5 s of importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lt_bench.checkpoint import read_checkpoint
+from lt_bench.cli import main
+
+COMMAND = [
+    "run", "--method", "causal_tde", "--dataset", "digits_lt", "--epochs", "3", "--batch-size", "8",
+    "--checkpoint-every", "0.05",
+]  # fmt: skip
+EPOCHS = 3
+KILLS = 20
+PRELOAD = ["lt_bench.cli", "lt_bench.runner", "lt_bench.methods.causal_tde", "lt_bench.data.sources"]
+RECORD_FIELDS = (
+    "status", "run_id", "metrics", "per_class_accuracy", "calibration", "knobs", "test_predictions",
+    "class_counts",
+)  # fmt: skip
+
+
+def _outcome(output: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """The run's record (without times or machine details), its epoch log and its final weights."""
+    (record_file,) = (output / "records").glob("*.json")
+    record = json.loads(record_file.read_text())
+    (folder,) = (output / "runs").iterdir()
+    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    for entry in log:
+        entry.pop("seconds")
+    weights = read_checkpoint(folder / "checkpoint.pt")["model"]
+    return {field: record[field] for field in RECORD_FIELDS}, log, weights
+
+
+def _phase(output: Path) -> str:
+    """Where a killed run was, judged from what it left on disk."""
+    if list((output / "records").glob("*.json")):
+        return "after writing the record"
+    checkpoints = list((output / "runs").glob("*/checkpoint.pt*"))
+    if not checkpoints:
+        return "before the first checkpoint"
+    newest = max(checkpoints, key=lambda path: path.stat().st_mtime_ns)
+    progress = read_checkpoint(newest)["progress"]
+    if progress["epoch"] == EPOCHS:
+        return "evaluating"
+    return "mid-epoch" if progress["step"] else "at an epoch boundary"
+
+
+def _start(context: Any, output: Path) -> Any:
+    process = context.Process(target=main, args=([*COMMAND, "--output", str(output)],))
+    process.start()
+    return process
+
+
+def _kill_after(process: Any, seconds: float) -> bool:
+    """SIGKILL `process` `seconds` after its start; False when it had already finished."""
+    time.sleep(seconds)
+    if not process.is_alive():
+        process.join()
+        return False
+    os.kill(process.pid, signal.SIGKILL)
+    process.join()
+    return True
+
+
+def test_killed_runs_resume_to_exactly_the_uninterrupted_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the same kernels, one thread, in every process
+    lt_bench = Path(sys.executable).parent / "lt-bench"
+    reference = tmp_path / "reference"
+    subprocess.run([str(lt_bench), *COMMAND, "--output", str(reference)], check=True, timeout=300,
+                   capture_output=True)  # fmt: skip
+    expected_record, expected_log, expected_weights = _outcome(reference)
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    warm_up = context.Process(target=int)  # starts the server: imports happen here, not in the timing
+    warm_up.start()
+    warm_up.join()
+    started = time.perf_counter()
+    uninterrupted = _start(context, tmp_path / "forked")
+    uninterrupted.join(timeout=300)
+    duration = time.perf_counter() - started
+    assert _outcome(tmp_path / "forked")[0] == expected_record
+
+    moments = random.Random(6)
+    delays = [moments.uniform(0.02, duration) for _ in range(KILLS)]
+    phases: Counter[str] = Counter()
+    for index, delay in enumerate(delays):
+        output = tmp_path / f"killed-{index}"
+        if _kill_after(_start(context, output), delay):
+            phases[_phase(output)] += 1
+        if index % 2:  # every other run is killed a second time, while resuming
+            if _kill_after(_start(context, output), delay / 2):
+                phases[f"resuming, {_phase(output)}"] += 1
+        finisher = _start(context, output)
+        finisher.join(timeout=300)
+        record, log, weights = _outcome(output)
+        context_message = f"kill {index} after {delay:.2f} s"
+        assert record == expected_record, context_message
+        assert log == expected_log, context_message
+        assert weights.keys() == expected_weights.keys()
+        for name, tensor in weights.items():
+            assert torch.equal(tensor, expected_weights[name]), f"{context_message}: {name}"
+    print(f"\n{sum(phases.values())} kills over a {duration:.2f} s run: {dict(phases)}")
+    assert phases["mid-epoch"] >= KILLS // 4, phases
