@@ -23,25 +23,30 @@ POSTHOC_TAU_GRID = tuple(step * 0.25 for step in range(9))  # 0.0, 0.25, …, 2.
 
 
 def log_class_priors(class_priors: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """log π_j (float32), or a UserError naming the classes whose prior is 0 (log 0 = −∞).
+    """log π_j (float32); a UserError names the classes whose prior is 0 (log 0 = −∞).
 
     Takes frequencies or counts alike: both give the same adjusted softmax up to a constant.
     """
-    priors = torch.as_tensor(class_priors, dtype=torch.float64)
-    empty = (priors <= 0).nonzero().flatten().tolist()
+    return _refuse_empty_classes(class_priors).log().float()
+
+
+def class_priors(class_counts: Sequence[int]) -> torch.Tensor:
+    """π_j = n_j / Σ_k n_k, ordered by class index; a class without images is a UserError."""
+    counts = _refuse_empty_classes(class_counts)
+    return counts / counts.sum()
+
+
+def _refuse_empty_classes(values: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """`values` as float64, or a UserError naming the fix when a class has none."""
+    values = torch.as_tensor(values, dtype=torch.float64)
+    empty = (values <= 0).nonzero().flatten().tolist()
     if empty:
         raise UserError(
             f"class(es) {', '.join(map(str, empty))} have no training images (log prior -inf): "
             "lower --imbalance-ratio so every class keeps an image, or use a method without a "
             "log prior (e.g. ce)"
         )
-    return priors.log().float()
-
-
-def class_priors(class_counts: Sequence[int]) -> torch.Tensor:
-    """π_j = n_j / Σ_k n_k, ordered by class index."""
-    counts = torch.as_tensor(class_counts, dtype=torch.float64)
-    return counts / counts.sum()
+    return values
 
 
 def logit_adjusted_loss(
@@ -69,8 +74,7 @@ class LogitAdjustedLoss(Method):
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
-        self.class_priors = class_priors(context.class_counts)
-        log_class_priors(self.class_priors)  # refuse empty classes before training starts
+        self.class_priors = class_priors(context.class_counts)  # refuses empty classes up front
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return logit_adjusted_loss(logits, targets, self.class_priors, TAU)
@@ -84,8 +88,7 @@ class PostHocLogitAdjustment(SecondStageOfCE):
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
-        self.class_priors = class_priors(context.class_counts)
-        log_class_priors(self.class_priors)  # refuse empty classes before anything runs
+        self.class_priors = class_priors(context.class_counts)  # refuses empty classes up front
 
     def test_time_knobs(self) -> dict[str, tuple[float, ...]]:
         return {"tau": POSTHOC_TAU_GRID}
