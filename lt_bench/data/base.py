@@ -163,6 +163,19 @@ class DataOptions:
     imbalance_ratio: float | None = None  # None: the dataset's default
     data_seed: int = 0
     download: bool = False
+    num_workers: int = 0  # DataLoader workers of file-backed datasets (0: the main process)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the literature publishes for a dataset, for `lt-bench data check` to compare against."""
+
+    num_classes: int
+    split_sizes: dict[str, int | None]  # images per split; None where nothing is published
+    shot_groups: tuple[int, int, int] | None = None  # many / medium / few class numbers
+    # split → (list file, accepted git blob ids)
+    list_files: dict[str, tuple[Path, tuple[str, ...]]] = field(default_factory=dict)
+    source: str = ""
 
 
 class DatasetSource(ABC):
@@ -175,6 +188,10 @@ class DatasetSource(ABC):
     @abstractmethod
     def load(self, options: DataOptions) -> LongTailedData:
         """Load the splits; raise UserError saying what to put where when files are missing."""
+
+    def published(self, options: DataOptions) -> Published | None:
+        """The published sizes the loaded data must match; None when there are none."""
+        return None
 
 
 DATASETS: Registry[type[DatasetSource]] = Registry("dataset", builtin_package="lt_bench.data.sources")

@@ -22,11 +22,15 @@ def long_tailed_counts(max_count: int, num_classes: int, imbalance_ratio: float)
 
 
 def draw_per_class(
-    labels: np.ndarray, counts: Sequence[int], generator: np.random.Generator, exclude: np.ndarray | None = None
+    labels: np.ndarray,
+    counts: Sequence[int],
+    generator: np.random.Generator | np.random.RandomState,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Indices of `counts[c]` images of each class c, drawn without replacement, sorted by class.
 
-    Indices in `exclude` are never drawn (they belong to another split).
+    Indices in `exclude` are never drawn (they belong to another split). With a legacy
+    `RandomState`, `permutation` consumes the stream exactly as `shuffle` does (LDAM-DRW's draw).
     """
     available = np.ones(len(labels), dtype=bool)
     if exclude is not None:

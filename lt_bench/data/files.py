@@ -1,0 +1,130 @@
+"""Image files on disk as a Split: DataLoader workers, pinned memory, persistent workers.
+
+Each split keeps one DataLoader per mode (train / eval) for the whole run, so persistent workers
+survive from epoch to epoch; every epoch only swaps the index batches its batch sampler yields.
+Training augmentation is seeded per image from the batch seed, so it does not depend on the
+number of workers and a resumed run draws the same crops.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+def imagenet_transforms(
+    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, *, color_jitter: bool = True
+) -> tuple[Transform, Transform]:
+    """(train, eval) transforms of the ImageNet-LT recipe (OLTR / classifier-balancing):
+    RandomResizedCrop 224, flip, ColorJitter(0.4, 0.4, 0.4, 0); eval Resize 256, CenterCrop 224."""
+    from torchvision import transforms  # imported here: importing torchvision takes seconds
+
+    jitter = [transforms.ColorJitter(0.4, 0.4, 0.4, 0.0)] if color_jitter else []
+    normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    train = transforms.Compose(
+        [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), *jitter, *normalize]
+    )
+    evaluation = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), *normalize])
+    return train, evaluation
+
+
+def default_num_workers() -> int:
+    """Loader workers when the user does not say: the CPU cores this process may use, at most 8."""
+    return min(8, len(os.sched_getaffinity(0)))
+
+
+class _ImageFiles(Dataset):
+    """Items are (seed, index) pairs: the image at `index`, transformed under `seed` when seeded."""
+
+    def __init__(
+        self, paths: Sequence[str], labels: torch.Tensor, transform: Transform, seeded: bool
+    ) -> None:
+        self.paths, self.labels, self.transform, self.seeded = paths, labels, transform, seeded
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        seed, index = item
+        with Image.open(self.paths[index]) as image:
+            rgb = image.convert("RGB")
+        if not self.seeded:
+            return self.transform(rgb), self.labels[index]
+        with torch.random.fork_rng(devices=[]):  # torchvision transforms draw from torch's global RNG
+            torch.manual_seed(seed)
+            return self.transform(rgb), self.labels[index]
+
+
+class _EpochBatches:
+    """A batch sampler whose batches are replaced before each pass (the loader itself is kept)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _image_seed(batch_seed: int, position: int) -> int:
+    return (batch_seed + position * 0x9E3779B97F4A7C15) % 2**63
+
+
+class FileSplit:
+    """A split of image files with labels; batches come from a DataLoader over the given indices."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: torch.Tensor,
+        train_transform: Transform,
+        eval_transform: Transform,
+        *,
+        num_workers: int = 0,
+    ) -> None:
+        if len(paths) != len(labels):
+            raise ValueError("FileSplit needs one label per image")
+        self.paths = list(paths)
+        self.labels = labels.long()
+        self.transforms = {True: train_transform, False: eval_transform}
+        self.num_workers = num_workers
+        self._loaders: dict[tuple[bool, str], tuple[DataLoader, _EpochBatches]] = {}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(
+        self, index_batches: Sequence[tuple[int, torch.Tensor]], *, train: bool, device: torch.device
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader, sampler = self._loader(train, device)
+        sampler.batches = [
+            [(_image_seed(batch_seed, position), int(index)) for position, index in enumerate(indices)]
+            for batch_seed, indices in index_batches
+        ]
+        for images, labels in loader:
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+    def _loader(self, train: bool, device: torch.device) -> tuple[DataLoader, _EpochBatches]:
+        key = (train, device.type)
+        if key not in self._loaders:
+            sampler = _EpochBatches()
+            dataset = _ImageFiles(self.paths, self.labels, self.transforms[train], seeded=train)
+            loader = DataLoader(
+                dataset,
+                batch_sampler=sampler,
+                num_workers=self.num_workers,
+                pin_memory=device.type == "cuda",
+                persistent_workers=self.num_workers > 0,
+            )
+            self._loaders[key] = (loader, sampler)
+        return self._loaders[key]
