@@ -1,0 +1,69 @@
+"""iNaturalist 2018 from COCO-style JSON annotations written here, over real JPEG files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lt_bench.data import DATASETS, DataOptions
+from lt_bench.errors import UserError
+
+
+def write_inat(root: Path, train_per_class: tuple[int, ...] = (4, 2, 1)) -> None:
+    """train2018.json / val2018.json in the official schema; file names under train_val2018/<super>/<id>/."""
+    categories = [
+        {"id": c, "name": f"species {c}", "supercategory": "Plantae"} for c in range(len(train_per_class))
+    ]
+    next_id = 0
+    for name, per_class in (
+        ("train2018.json", train_per_class),
+        ("val2018.json", (1,) * len(train_per_class)),
+    ):
+        images, annotations = [], []
+        for category, count in enumerate(per_class):
+            for _ in range(count):
+                file_name = f"train_val2018/Plantae/{category}/{next_id:04x}.jpg"
+                path = root / file_name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.full((24, 32, 3), next_id * 9 % 256, dtype=np.uint8)).save(path)
+                images.append({"id": next_id, "file_name": file_name, "width": 32, "height": 24})
+                annotations.append({"id": next_id, "image_id": next_id, "category_id": category})
+                next_id += 1
+        payload = {"images": images, "annotations": annotations, "categories": categories}
+        (root / name).write_text(json.dumps(payload))
+
+
+def test_inat2018_reads_the_official_json(tmp_path: Path) -> None:
+    write_inat(tmp_path)
+    data = DATASETS.get("inat2018")().load(DataOptions(data_root=tmp_path))
+    assert data.num_classes == 3 and data.class_counts == [4, 2, 1]
+    assert data.test is data.val and data.val.labels.tolist() == [0, 1, 2]
+    assert data.train.paths[4] == str(tmp_path / "train_val2018/Plantae/1/0004.jpg")
+    ((images, labels),) = data.val.batches([(0, torch.arange(3))], train=False, device=torch.device("cpu"))
+    assert images.shape == (3, 3, 224, 224) and labels.tolist() == [0, 1, 2]
+
+
+def test_malformed_annotations_are_named(tmp_path: Path) -> None:
+    write_inat(tmp_path)
+    source = DATASETS.get("inat2018")()
+    path = tmp_path / "val2018.json"
+    payload = json.loads(path.read_text())
+    payload["annotations"][1]["category_id"] = 3
+    path.write_text(json.dumps(payload))
+    with pytest.raises(UserError, match=r"val2018.json: image entry 2 has category 3, outside 0..2"):
+        source.load(DataOptions(data_root=tmp_path))
+    path.write_text(json.dumps(payload)[:-40])
+    with pytest.raises(UserError, match="val2018.json is not valid JSON .* truncated"):
+        source.load(DataOptions(data_root=tmp_path))
+    write_inat(tmp_path)
+    (tmp_path / "train_val2018/Plantae/0/0000.jpg").unlink()
+    with pytest.raises(UserError, match=r"train2018.json:1: image .*0000.jpg does not exist"):
+        source.load(DataOptions(data_root=tmp_path))
+    (tmp_path / "train2018.json").unlink()
+    with pytest.raises(UserError, match=r"train2018.json is missing: inat2018 needs --data-root DIR"):
+        source.load(DataOptions(data_root=tmp_path))
