@@ -75,17 +75,57 @@ def read_record(path: Path) -> dict[str, Any]:
     missing = [name for name in REQUIRED_FIELDS if name not in record]
     if missing:
         raise ValueError(f"record lacks {', '.join(missing)}")
+    wrong = _wrongly_typed(record)
+    if wrong:
+        raise ValueError(f"record has malformed {', '.join(wrong)}")
     return record
 
 
+def _wrongly_typed(record: dict[str, Any]) -> list[str]:
+    """The fields a leaderboard reads that do not have the type it needs."""
+    checks = {
+        "status": record["status"] in ("finished", "failed"),
+        **{name: isinstance(record[name], str) for name in ("run_id", "method", "dataset", "backbone")},
+        "seed": isinstance(record["seed"], int),
+        "config": isinstance(record["config"], dict) and isinstance(record["config"].get("epochs"), int),
+        "metrics": isinstance(record["metrics"], dict),
+    }
+    if record["status"] == "finished" and checks["metrics"]:
+        test = record["metrics"].get("test")
+        checks["metrics.test"] = isinstance(test, dict) and all(
+            value is None or isinstance(value, (int, float)) for value in test.values()
+        )
+    return [name for name, ok in checks.items() if not ok]
+
+
 def iter_records(output: str | Path, *, finished_only: bool = True) -> Iterator[dict[str, Any]]:
-    """Every readable record under `<output>/records/`; unreadable ones are named in a warning and skipped."""
+    """Every readable record under `<output>/records/`, once per run id.
+
+    Unreadable files, and further copies of a run's record under other names, are named in a
+    warning and skipped.
+    """
+    chosen: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path in sorted(records_dir(output).rglob("*.json")):
         try:
             record = read_record(path)
         except ValueError as error:
             warnings.warn(f"skipping {path}: {error}", stacklevel=2)
             continue
-        if finished_only and record["status"] != "finished":
-            continue
-        yield record
+        run_id, entry = record["run_id"], (path, record)
+        if run_id in chosen:
+            kept = max(chosen[run_id], entry, key=_rank)
+            dropped = entry if kept is chosen[run_id] else chosen[run_id]
+            warnings.warn(f"skipping {dropped[0]}: another record of run {run_id} (kept {kept[0]})",
+                          stacklevel=2)  # fmt: skip
+            entry = kept
+        chosen[run_id] = entry
+    for _, record in chosen.values():
+        if not finished_only or record["status"] == "finished":
+            yield record
+
+
+def _rank(entry: tuple[Path, dict[str, Any]]) -> tuple[bool, bool, str]:
+    """Higher is kept: a finished record, then one under its own name, then the last written."""
+    path, record = entry
+    own_name = path.name == f"{record['run_id']}.json"
+    return record["status"] == "finished", own_name, str(record.get("finished_at", ""))

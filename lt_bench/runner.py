@@ -23,7 +23,7 @@ from lt_bench.evaluation import classification_metrics
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, write_record
 from lt_bench.schedule import learning_rate
-from lt_bench.training import StagePlan, TrainingFailed, extract_features, train
+from lt_bench.training import StagePlan, TrainingFailed, extract_features, is_out_of_memory, train
 
 EVAL_BATCH_SIZE = 512
 
@@ -72,7 +72,6 @@ def run(config: RunConfig) -> dict[str, Any]:
     data = load_data(config)
     device = distributed.start_from_environment(_device(config.device))
     paths = RunPaths.of(config)
-    _claim_folder(paths, config)
     torch.manual_seed(config.seed)
     backbone = create_backbone(config.backbone, data.in_chans).to(device)
     steps_per_epoch = len(data.train) // config.batch_size
@@ -96,6 +95,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         model.to(device)
         # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
         plan = _plan(config, method.second_stage_epochs(), "cosine", 0)
+    _claim_folder(paths, config)  # after every check of the input, so bad input leaves no folder
     try:
         train(model, method, data.train, plan, device=device, checkpoint_path=paths.checkpoint,
               log_path=paths.log, extra_checkpoint={"config": config.identity()},
@@ -107,7 +107,9 @@ def run(config: RunConfig) -> dict[str, Any]:
         return distributed.from_main_process(None)
     try:
         evaluation = evaluate(model, method, data, config, device)
-    except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
         _write_failed(config, f"out of memory on {device} while evaluating", started)
         raise UserError(f"out of memory on {device} while evaluating; pass a smaller --backbone") from error
     record = {
@@ -249,8 +251,13 @@ def _claim_folder(paths: RunPaths, config: RunConfig) -> None:
             )
         return
     if distributed.is_main_process():
-        paths.folder.mkdir(parents=True, exist_ok=True)
-        write_json(config_path, config.identity())
+        try:
+            paths.folder.mkdir(parents=True, exist_ok=True)
+            write_json(config_path, config.identity())
+        except OSError as error:
+            raise UserError(
+                f"cannot create the run folder {paths.folder} ({error.strerror}); pass a writable --output"
+            ) from error
 
 
 def _write_failed(config: RunConfig, reason: str, started: float) -> None:

@@ -155,8 +155,17 @@ def train(
                 continue
             checkpoint()
             _write_log(log_path, progress.log)
-    except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
         raise TrainingOutOfMemory(progress.epoch, progress.step, device) from error
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, or the CPU allocator's RuntimeError."""
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    )
 
 
 def _write_log(path: Path, entries: list[dict[str, Any]]) -> None:
