@@ -46,8 +46,22 @@ class RunJob(submitit.helpers.Checkpointable):
         if submitit.JobEnvironment().num_tasks > 1:  # one DDP process per task (per GPU)
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         if finished_record(config) is None:
+            print(_starting_point(config), flush=True)
             run(config)
         return config.run_id
+
+
+def _starting_point(config: RunConfig) -> str:
+    """'starting RUN' or 'resuming RUN at epoch E, step S' from the newest checkpoint of its run folder."""
+    from lt_bench.checkpoint import load_checkpoint
+    from lt_bench.runner import RunPaths
+
+    path = RunPaths.of(config).checkpoint
+    state = load_checkpoint(path)
+    if state is None:
+        return f"starting {config.run_id}"
+    progress = state["progress"]
+    return f"resuming {config.run_id} at epoch {progress['epoch']}, step {progress['step']} from {path}"
 
 
 def launch(

@@ -1,0 +1,162 @@
+"""Real jobs on a real SLURM cluster (`.ci/start-slurm.sh` starts a one-node one), through submitit.
+
+Skipped only when no SLURM is reachable (`sinfo` fails); with CI=true that is a failure instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lt_bench.cli import main
+from lt_bench.config import resolve_config
+from lt_bench.errors import UserError
+from lt_bench.launch.profiles import load_profile
+from lt_bench.launch.slurm import launch
+from lt_bench.launch.status import run_statuses
+from lt_bench.runner import RunPaths
+
+WAIT_SECONDS = 240
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    try:
+        subprocess.run(["sinfo", "--noheader"], capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        reason = f"no SLURM cluster is reachable (sinfo: {error}); start one with .ci/start-slurm.sh as root"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def _wait_until_settled(output: Path, expected: int) -> list:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        statuses = run_statuses(output)
+        if len(statuses) == expected and all(s.state in ("finished", "failed") for s in statuses):
+            return statuses
+        time.sleep(1)
+    raise AssertionError(f"jobs not done after {WAIT_SECONDS} s: {run_statuses(output)}")
+
+
+def test_a_sweep_is_one_job_array_whose_records_reach_the_leaderboard(slurm, tmp_path, capsys) -> None:
+    output = tmp_path / "results"
+    assert (
+        main(
+            [
+                "sweep",
+                "--methods",
+                "ce",
+                "causal_tde",
+                "--dataset",
+                "digits_lt",
+                "--seeds",
+                "0",
+                "1",
+                "--epochs",
+                "2",
+                "--output",
+                str(output),
+                "--launcher",
+                "slurm",
+                "--cluster",
+                "local",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    job_ids = re.findall(r"^(\d+_\d+)  digits_lt-", printed, flags=re.MULTILINE)
+    assert len(job_ids) == 4
+    assert len({job_id.split("_")[0] for job_id in job_ids}) == 1  # one array
+    assert sorted(int(job_id.split("_")[1]) for job_id in job_ids) == [0, 1, 2, 3]
+
+    statuses = _wait_until_settled(output, 4)
+    assert [s.state for s in statuses] == ["finished"] * 4, statuses
+    records = [json.loads(p.read_text()) for p in sorted((output / "records").glob("*.json"))]
+    assert sorted((r["method"], r["seed"]) for r in records) == [
+        ("causal_tde", 0),
+        ("causal_tde", 1),
+        ("ce", 0),
+        ("ce", 1),
+    ]
+    assert {r["config"]["output"] for r in records} == {str(output.resolve())}
+
+    assert main(["status", "--output", str(output)]) == 0
+    assert "0 queued, 0 running, 4 finished, 0 failed" in capsys.readouterr().out
+    assert main(["leaderboard", "--output", str(output)]) == 0
+    board = capsys.readouterr().out
+    assert "from 4 run records" in board
+    for method in ("ce", "causal_tde"):  # one row per method, two seeds behind it
+        assert re.search(rf"^\| {method} +\|.*\| 2 +\|$", board, flags=re.MULTILINE), board
+
+
+def _job_info(job_id: str) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _epochs_done(config) -> int:
+    log = RunPaths.of(config).log
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_a_requeued_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(slurm, tmp_path) -> None:
+    epochs = 16
+    interrupted = resolve_config("causal_tde", "digits_lt", epochs=epochs, output=str(tmp_path / "requeued"))
+    reference = interrupted.replace(output=str(tmp_path / "uninterrupted"))
+    jobs = [
+        launch([c], cluster="local", overrides={}, rerun=False, device_given=False)[0]
+        for c in (interrupted, reference)
+    ]
+    job_id = jobs[0].job_id
+
+    deadline = time.monotonic() + WAIT_SECONDS
+    while _epochs_done(interrupted) < 2:
+        assert time.monotonic() < deadline, "the job never reached epoch 2"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    epochs_at_requeue = _epochs_done(interrupted)
+    assert epochs_at_requeue < epochs, "the job finished before it could be requeued; raise `epochs`"
+    while "JobState=PENDING" not in _job_info(job_id):
+        assert time.monotonic() < deadline, _job_info(job_id)
+        time.sleep(0.5)
+    # SLURM holds a requeued job for a while (BeginTime); release it now instead of waiting.
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
+
+    statuses = _wait_until_settled(tmp_path / "requeued", 1)
+    assert statuses[0].state == "finished", statuses
+    assert "Restarts=1" in _job_info(job_id)
+    # The requeued job started from the checkpoint, not from scratch (SLURM truncated the first log).
+    second_start = Path(jobs[0].log_folder, f"{job_id}_0_log.out").read_text()
+    resumed_at = int(re.search(r"resuming \S+ at epoch (\d+)", second_start).group(1))
+    assert epochs_at_requeue <= resumed_at < epochs
+
+    _wait_until_settled(tmp_path / "uninterrupted", 1)
+    first, second = (json.loads(RunPaths.of(c).record.read_text()) for c in (interrupted, reference))
+    for key in ("metrics", "per_class_accuracy", "knobs", "test_predictions", "calibration"):
+        assert first[key] == second[key], key
+    assert first["run_id"] == second["run_id"]
+
+
+def test_an_unknown_profile_names_the_known_ones() -> None:
+    with pytest.raises(UserError, match=r"no cluster profile 'nowhere'.*known profiles: .*local"):
+        load_profile("nowhere")
+
+
+def test_profile_dataset_tables_and_flags_override_defaults() -> None:
+    profile = load_profile("example")
+    assert profile.resources("cifar10_lt", {}).gpus_per_node == 1
+    node = profile.resources("imagenet_lt", {"time_min": 60, "partition": None})
+    assert (node.gpus_per_node, node.tasks_per_node, node.time_min, node.partition) == (8, 8, 60, "gpu")
+    parameters = node.submitit_parameters()
+    assert parameters["slurm_setup"] == ["module load cuda/12.1"]
+    assert parameters["slurm_account"] == "my-lab" and parameters["gpus_per_node"] == 8
