@@ -5,9 +5,10 @@ of runs that share a seed and a test split; within each drawn pair it resamples 
 every class with replacement, the same images for both methods, keeping the class composition of
 the test split (long-tail test splits are built with a fixed number of images per class). The
 replicate's difference is the mean over its drawn pairs; the 95% interval is the 2.5th–97.5th
-percentile of the replicates. Resampling n images of a class only changes how many of them fall in
-each of the four outcomes (both right, only one right, both wrong), so those four counts are drawn
-from a multinomial: the same distribution as resampling indices, at a cost independent of n.
+percentile of the replicates. A difference only depends on how many resampled images of each class
+only the method gets right and how many only the baseline does; those two counts are drawn from
+their multinomial (a binomial, then a binomial of the rest): the same distribution as resampling
+image indices, at a cost independent of the number of images.
 """
 
 from __future__ import annotations
@@ -79,17 +80,17 @@ def _class_masks(groups: Mapping[str, Sequence[int]], present: np.ndarray) -> di
     return {name: masks[name] for name in STATISTICS if masks[name].any()}
 
 
-def _differences(outcomes: np.ndarray, present: np.ndarray, masks: Mapping[str, np.ndarray]) -> np.ndarray:
-    """[..., C, 4] outcome counts → [..., len(masks)] method − baseline per statistic."""
-    totals = outcomes.sum(axis=-1)[..., present]
-    # Images only the method gets right (outcome 2) minus those only the baseline gets (outcome 1).
-    extra = (outcomes[..., 2] - outcomes[..., 1])[..., present]
+def _differences(
+    only_method: np.ndarray, only_baseline: np.ndarray, totals: np.ndarray, masks: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Per class [..., C] counts of images only one method gets right → [..., len(masks)] differences."""
+    extra = only_method - only_baseline
     differences = []
     for name, members in masks.items():
         if name == "top1":  # micro: over images
-            differences.append(extra.sum(axis=-1) / totals.sum(axis=-1))
+            differences.append(extra.sum(axis=-1) / totals.sum())
         else:  # macro: mean per-class accuracy
-            differences.append((extra[..., members] / totals[..., members]).mean(axis=-1))
+            differences.append((extra[..., members] / totals[members]).mean(axis=-1))
     return np.stack(differences, axis=-1)
 
 
@@ -107,21 +108,24 @@ def paired_bootstrap(
         raise ValueError("paired_bootstrap needs at least one pair of runs")
     outcomes = [pair.outcome_counts(num_classes) for pair in pairs]
     present = outcomes[0].sum(axis=1) > 0
-    if any(not np.array_equal(table.sum(axis=1) > 0, present) for table in outcomes):
-        raise ValueError("the paired runs do not share the same test classes")
+    if any(not np.array_equal(table.sum(axis=1), outcomes[0].sum(axis=1)) for table in outcomes):
+        raise ValueError("the paired runs do not have the same number of test images per class")
     masks = _class_masks(groups, present)
     totals = outcomes[0].sum(axis=1)[present]
-    estimate = np.mean([_differences(table, present, masks) for table in outcomes], axis=0)
+    # Outcome 2 = only the method right, outcome 1 = only the baseline right.
+    discordant = [(table[present, 2], table[present, 1]) for table in outcomes]
+    estimate = np.mean([_differences(m, b, totals, masks) for m, b in discordant], axis=0)
     rng = np.random.default_rng(seed)
     drawn_pairs = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
     replicate = np.empty((resamples, len(pairs), len(masks)))
-    for index, table in enumerate(outcomes):
+    for index, (only_method, only_baseline) in enumerate(discordant):
         slots = drawn_pairs == index
-        resampled = np.zeros((int(slots.sum()), num_classes, 4), dtype=np.int64)
-        resampled[:, present] = rng.multinomial(
-            totals, table[present] / totals[:, None], size=(int(slots.sum()), len(totals))
-        )
-        replicate[slots] = _differences(resampled, present, masks)
+        size = (int(slots.sum()), len(totals))
+        baseline_draws = rng.binomial(totals, only_baseline / totals, size=size)
+        rest = totals - only_baseline
+        share = np.divide(only_method, rest, out=np.zeros(len(totals)), where=rest > 0)
+        method_draws = rng.binomial(totals - baseline_draws, share, size=size)
+        replicate[slots] = _differences(method_draws, baseline_draws, totals, masks)
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(replicate.mean(axis=1), [tail, 100 - tail], axis=0)
     return {name: Interval(float(estimate[i]), float(low[i]), float(high[i])) for i, name in enumerate(masks)}

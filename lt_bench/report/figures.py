@@ -98,8 +98,9 @@ def reliability_figure(calibrations: dict[str, Calibration]) -> Figure:
             width=width,
             align="edge",
             color="none",
-            edgecolor="red",
-            hatch="////",
+            edgecolor="black",
+            hatch="///",
+            alpha=0.6,
             linewidth=0.5,
             label="gap to mean confidence",
         )
@@ -130,19 +131,12 @@ def knob_figure(curves: dict[str, KnobCurve]) -> Figure:
                 label=CURVE_LABELS[name],
                 linestyle="--" if name == "balanced_accuracy" else "-",
             )
+        choices = []
         for chosen in sorted(set(curve.selected)):
-            seeds = curve.selected.count(chosen)
             axes.axvline(chosen, color="black", linestyle=":", linewidth=1.2)
-            axes.text(
-                chosen,
-                1.0,
-                f" chosen ×{seeds}",
-                rotation=90,
-                va="top",
-                fontsize=7,
-                transform=axes.get_xaxis_transform(),
-            )
-        axes.set(xlabel=curve.knob, ylim=(-3, 103), title=f"{label}: {curve.knob} on validation")
+            choices.append(f"{chosen:g} ×{curve.selected.count(chosen)}")
+        title = f"{label}: {curve.knob} on validation\nchosen (× seeds): {', '.join(choices)}"
+        axes.set(xlabel=curve.knob, ylim=(-3, 103), title=title)
         axes.title.set_fontsize(9)
         axes.grid(True, alpha=0.3)
     grid[0].set_ylabel("validation accuracy (%)")
