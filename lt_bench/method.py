@@ -72,7 +72,10 @@ class Method:
         """Called before each training epoch (0-based) with its learning rate."""
 
     def on_train_features(self, features: torch.Tensor) -> None:
-        """Called every training step with the detached backbone features, before the head."""
+        """Called every training step with the detached backbone features, before the loss.
+
+        Under DDP the features are this process's shard of the global batch (see lt_bench.distributed).
+        """
 
     def state_dict(self) -> dict[str, Any]:
         return {}
