@@ -21,6 +21,9 @@ demo: install
 test: install
 	$(PYTHON) -m pytest
 
+bench: install
+	$(PYTHON) benchmarks/input_pipeline.py --channels-last --compile
+
 lint: install
 	$(VENV)/bin/ruff check lt_bench methods tests benchmarks
 	$(VENV)/bin/ruff format --check lt_bench methods tests benchmarks
