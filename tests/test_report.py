@@ -56,6 +56,26 @@ def test_runs_are_grouped_by_method_with_one_run_per_seed(variants):
         assert [run["seed"] for run in variant.runs] == [0, 1]
 
 
+def test_an_older_record_of_the_same_run_is_superseded_and_fixed_knobs_make_their_own_line(results):
+    records = list(iter_records(results))
+    ce = next(r for r in records if r["method"] == "ce" and r["seed"] == 0)
+    older = {
+        **ce,
+        "run_id": "older-ce",
+        "finished_at": "2000-01-01T00:00:00+00:00",
+        "per_class_accuracy": None,
+    }
+    tde = next(r for r in records if r["method"] == "causal_tde" and r["seed"] == 0)
+    fixed = {**tde, "run_id": "fixed-alpha", "config": {**tde["config"], "knobs": {"alpha": 2.0}}}
+    runs = group_runs([older, *records, fixed], "digits_lt")
+    assert runs.superseded == 1 and len(runs.records) == 5
+    (variants,) = runs.settings.values()
+    assert list(variants) == ["causal_tde", "causal_tde (alpha=2)", "ce"]
+    assert variants["ce"].run_for(0, 0) is ce and variants["causal_tde (alpha=2)"].runs == [fixed]
+    for order in ([older, *records], [*records, older]):  # the newer one wins in either order
+        assert group_runs(order, "digits_lt").settings[next(iter(runs.settings))]["ce"].run_for(0, 0) is ce
+
+
 def test_per_class_series_is_the_records_per_class_accuracy_sorted_by_count(variants):
     runs = variants["ce"].runs
     series = per_class_series(variants["ce"])

@@ -173,8 +173,8 @@ def _setting_section(
             f"![validation accuracy against test-time knobs]({knobs})",
             "",
             "Validation accuracy (mean over seeds) for each searched value; dotted lines mark the "
-            "value the runs chose (highest validation balanced accuracy) and how many seeds "
-            "chose it.",
+            "values the runs chose (highest validation balanced accuracy), and each panel's title "
+            "says how many seeds chose each.",
         ]
     for baseline in _baselines_in(variants, compared_to):
         lines += _differences_section(variants, baseline)
