@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from lt_bench.cli import main
 from lt_bench.data import DATASETS, DataOptions
 from lt_bench.data.check import check_dataset
 from lt_bench.data.sources.fashion_mnist import DEBIAN_FOLDER, read_idx
@@ -84,3 +85,13 @@ def test_real_fashion_mnist_matches_the_published_sizes() -> None:
     assert torch.bincount(data.val.labels, minlength=10).tolist() == [0] + [20] * 9
     train_rows = {row.tobytes() for row in data.train.images.numpy()}
     assert not any(row.tobytes() in train_rows for row in data.val.images.numpy())
+
+
+@needs_debian_data
+def test_data_check_command_prints_counts_and_shot_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "check", "fashion_mnist_lt"]) == 0
+    out = capsys.readouterr().out
+    assert "train    14,886 images  (published 14,886)" in out
+    assert "many / medium / few classes: 8 / 2 / 0" in out
+    assert main(["data", "check", "fashion_mnist_lt", "--imbalance-ratio", "0.5"]) == 2
+    assert "--imbalance-ratio must be a number >= 1" in capsys.readouterr().err

@@ -12,9 +12,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from lt_bench.data.base import LongTailedData, TensorAugmentation, TensorSplit
+from lt_bench.data.base import DataOptions, LongTailedData, TensorAugmentation, TensorSplit
 from lt_bench.data.profile import draw_per_class, long_tailed_counts
 from lt_bench.errors import UserError
+
+
+def resolved_imbalance_ratio(options: DataOptions, default: float) -> float:
+    """The ratio the user asked for, else the dataset's default; a UserError unless it is >= 1."""
+    ratio = default if options.imbalance_ratio is None else options.imbalance_ratio
+    if not ratio >= 1:
+        raise UserError(f"--imbalance-ratio must be a number >= 1 (1 is balanced), got {ratio}")
+    return ratio
 
 
 def long_tailed_subset(

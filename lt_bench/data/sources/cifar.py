@@ -18,7 +18,7 @@ from lt_bench.data.base import (
     Recipe,
     TensorAugmentation,
 )
-from lt_bench.data.subsets import in_memory_long_tailed
+from lt_bench.data.subsets import in_memory_long_tailed, resolved_imbalance_ratio
 from lt_bench.errors import UserError
 
 # LDAM-DRW's normalisation and augmentation for both CIFARs (shared/reference/baselines.md §1.1).
@@ -94,7 +94,7 @@ class CifarLT(DatasetSource):
     published_by_ratio: ClassVar[dict[float, tuple[int, tuple[int, int, int]]]]
 
     def load(self, options: DataOptions) -> LongTailedData:
-        ratio = options.imbalance_ratio or self.default_imbalance_ratio
+        ratio = resolved_imbalance_ratio(options, self.default_imbalance_ratio)
         folder = self._folder(options)
         try:
             train_images, train_labels = _read_batches(
@@ -129,7 +129,7 @@ class CifarLT(DatasetSource):
         )
 
     def published(self, options: DataOptions) -> Published:
-        ratio = options.imbalance_ratio or self.default_imbalance_ratio
+        ratio = resolved_imbalance_ratio(options, self.default_imbalance_ratio)
         train_size, shot_groups = self.published_by_ratio.get(ratio, (None, None))
         return Published(
             num_classes=self.num_classes,

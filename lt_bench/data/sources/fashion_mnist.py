@@ -16,7 +16,7 @@ from lt_bench.data.base import (
     Recipe,
     TensorAugmentation,
 )
-from lt_bench.data.subsets import in_memory_long_tailed
+from lt_bench.data.subsets import in_memory_long_tailed, resolved_imbalance_ratio
 from lt_bench.errors import UserError
 
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
@@ -116,7 +116,7 @@ class FashionMnistLT(DatasetSource):
             arrays["test_images"][:, None],
             arrays["test_labels"].astype(np.int64),
             num_classes=len(CLASS_NAMES),
-            imbalance_ratio=options.imbalance_ratio or self.default_imbalance_ratio,
+            imbalance_ratio=resolved_imbalance_ratio(options, self.default_imbalance_ratio),
             data_seed=options.data_seed,
             val_per_class=20,
             mean=MEAN,
@@ -126,7 +126,7 @@ class FashionMnistLT(DatasetSource):
         )
 
     def published(self, options: DataOptions) -> Published:
-        ratio = options.imbalance_ratio or self.default_imbalance_ratio
+        ratio = resolved_imbalance_ratio(options, self.default_imbalance_ratio)
         return Published(
             num_classes=10,
             split_sizes={"train": 14_886 if ratio == 100 else None, "val": None, "test": 10_000},
