@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+
+from lt_bench.data.base import DataOptions
+from lt_bench.data.split_lists import resolve_images
+from lt_bench.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -34,6 +40,13 @@ def imagenet_transforms(
     )
     evaluation = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), *normalize])
     return train, evaluation
+
+
+def required_root(options: DataOptions, where: str) -> Path:
+    """The --data-root of a dataset that lives in files; a UserError saying `where` without one."""
+    if options.data_root is None:
+        raise UserError(where)
+    return options.data_root
 
 
 def default_num_workers() -> int:
@@ -99,6 +112,22 @@ class FileSplit:
         self.transforms = {True: train_transform, False: eval_transform}
         self.num_workers = num_workers
         self._loaders: dict[tuple[bool, str], tuple[DataLoader, _EpochBatches]] = {}
+
+    @classmethod
+    def under(
+        cls,
+        root: Path,
+        relative_paths: Sequence[str],
+        labels: np.ndarray,
+        *,
+        layouts: Sequence[Callable[[str], str]],
+        described_as: str,
+        transforms: tuple[Transform, Transform],
+        num_workers: int,
+    ) -> FileSplit:
+        """The images `relative_paths` under `root` (each checked to exist, see `resolve_images`)."""
+        paths = resolve_images(root, relative_paths, layouts, described_as)
+        return cls(paths, torch.from_numpy(labels), *transforms, num_workers=num_workers)
 
     def __len__(self) -> int:
         return len(self.labels)

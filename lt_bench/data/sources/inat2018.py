@@ -11,11 +11,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lt_bench.data.base import DATASETS, DataOptions, DatasetSource, LongTailedData, Published, Recipe
-from lt_bench.data.files import FileSplit, imagenet_transforms
-from lt_bench.data.split_lists import resolve_images
+from lt_bench.data.files import FileSplit, imagenet_transforms, required_root
 from lt_bench.errors import UserError
 
 # iNat18 normalisation of the decoupling code base (Kang et al. 2020); no colour jitter there.
@@ -66,27 +64,25 @@ class INaturalist2018(DatasetSource):
     recipe = Recipe(backbone="resnet50", epochs=90, batch_size=512, lr=0.2, weight_decay=5e-4)
 
     def load(self, options: DataOptions) -> LongTailedData:
-        root = self._root(options)
-        train_transform, eval_transform = imagenet_transforms(INAT_MEAN, INAT_STD, color_jitter=False)
-        train_path, val_path = (root / FILES["train"], root / FILES["val"])
-        for path in (train_path, val_path):
+        root = required_root(options, self._where())
+        transforms = imagenet_transforms(INAT_MEAN, INAT_STD, color_jitter=False)
+        paths = {split: root / file for split, file in FILES.items()}
+        for path in paths.values():
             if not path.is_file():
                 raise UserError(f"{path} is missing: {self._where()}")
-        train_names, train_labels, num_classes = read_annotations(train_path)
-        val_names, val_labels, _ = read_annotations(val_path, num_classes)
-        train = FileSplit(
-            resolve_images(root, train_names, (str,), str(train_path)),
-            torch.from_numpy(train_labels),
-            train_transform,
-            eval_transform,
-            num_workers=options.num_workers,
-        )
-        val = FileSplit(
-            resolve_images(root, val_names, (str,), str(val_path)),
-            torch.from_numpy(val_labels),
-            train_transform,
-            eval_transform,
-            num_workers=options.num_workers,
+        train_names, train_labels, num_classes = read_annotations(paths["train"])
+        val_names, val_labels, _ = read_annotations(paths["val"], num_classes)
+        train, val = (
+            FileSplit.under(
+                root,
+                names,
+                labels,
+                layouts=(str,),
+                described_as=str(paths[split]),
+                transforms=transforms,
+                num_workers=options.num_workers,
+            )
+            for split, names, labels in (("train", train_names, train_labels), ("val", val_names, val_labels))
         )
         return LongTailedData(
             name="inat2018",
@@ -112,8 +108,3 @@ class INaturalist2018(DatasetSource):
             f"{ANNOTATION_URL}train2018.json.tar.gz and val2018.json.tar.gz there) and the images "
             f"DIR/train_val2018/... (train_val2018.tar.gz from the same place)"
         )
-
-    def _root(self, options: DataOptions) -> Path:
-        if options.data_root is None:
-            raise UserError(self._where())
-        return options.data_root

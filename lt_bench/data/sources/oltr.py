@@ -14,9 +14,8 @@ from typing import ClassVar
 import torch
 
 from lt_bench.data.base import DATASETS, DataOptions, DatasetSource, LongTailedData, Published, Recipe
-from lt_bench.data.files import FileSplit, imagenet_transforms
-from lt_bench.data.split_lists import ensure_list, read_path_label_list, resolve_images
-from lt_bench.errors import UserError
+from lt_bench.data.files import FileSplit, imagenet_transforms, required_root
+from lt_bench.data.split_lists import ensure_list, read_path_label_list
 
 # ResNeXt-50, 90 epochs, global batch 512, lr 0.2, cosine, wd 5e-4 (the TDE / decoupling recipe).
 OLTR_RECIPE = Recipe(backbone="resnext50_32x4d", epochs=90, batch_size=512, lr=0.2, weight_decay=5e-4)
@@ -68,33 +67,33 @@ class OltrDataset(DatasetSource):
     recipe = OLTR_RECIPE
 
     def load(self, options: DataOptions) -> LongTailedData:
-        root = self._root(options)
-        train_transform, eval_transform = imagenet_transforms()
+        root = required_root(options, self._where())
+        transforms = imagenet_transforms()
         splits = {}
         for split in SPLITS:
             path = self._list_path(root, split, options.download)
             relative_paths, labels = read_path_label_list(path, self.num_classes)
-            images = resolve_images(root, relative_paths, self.layouts, str(path))
-            splits[split] = FileSplit(
-                images,
-                torch.from_numpy(labels),
-                train_transform,
-                eval_transform,
+            splits[split] = FileSplit.under(
+                root,
+                relative_paths,
+                labels,
+                layouts=self.layouts,
+                described_as=str(path),
+                transforms=transforms,
                 num_workers=options.num_workers,
             )
-        class_counts = torch.bincount(splits["train"].labels, minlength=self.num_classes).tolist()
         return LongTailedData(
             name=self.name,
             num_classes=self.num_classes,
             train=splits["train"],
             val=splits["val"],
             test=splits["test"],
-            class_counts=class_counts,
+            class_counts=torch.bincount(splits["train"].labels, minlength=self.num_classes).tolist(),
             in_chans=3,
         )
 
     def published(self, options: DataOptions) -> Published:
-        root = self._root(options)
+        root = required_root(options, self._where())
         return Published(
             num_classes=self.num_classes,
             split_sizes=dict(self.lists.sizes),
@@ -110,11 +109,6 @@ class OltrDataset(DatasetSource):
             f"{self.name} needs --data-root DIR with {self.images_hint} and the lists {files} in DIR "
             f"(from {url}; add --download to fetch them)"
         )
-
-    def _root(self, options: DataOptions) -> Path:
-        if options.data_root is None:
-            raise UserError(self._where())
-        return options.data_root
 
     def _list_path(self, root: Path, split: str, download: bool) -> Path:
         file = self.lists.file(split)
