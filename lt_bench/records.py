@@ -104,22 +104,20 @@ def iter_records(output: str | Path, *, finished_only: bool = True) -> Iterator[
     Unreadable files, and further copies of a run's record under other names, are named in a
     warning and skipped.
     """
-    chosen: dict[str, tuple[Path, dict[str, Any]]] = {}
+    copies: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for path in sorted(records_dir(output).rglob("*.json")):
         try:
             record = read_record(path)
         except ValueError as error:
             warnings.warn(f"skipping {path}: {error}", stacklevel=2)
             continue
-        run_id, entry = record["run_id"], (path, record)
-        if run_id in chosen:
-            kept = max(chosen[run_id], entry, key=_rank)
-            dropped = entry if kept is chosen[run_id] else chosen[run_id]
-            warnings.warn(f"skipping {dropped[0]}: another record of run {run_id} (kept {kept[0]})",
-                          stacklevel=2)  # fmt: skip
-            entry = kept
-        chosen[run_id] = entry
-    for _, record in chosen.values():
+        copies.setdefault(record["run_id"], []).append((path, record))
+    for run_id, entries in copies.items():
+        kept_path, record = max(entries, key=_rank)
+        for path, _ in entries:
+            if path != kept_path:
+                warnings.warn(f"skipping {path}: another record of run {run_id} (kept {kept_path})",
+                              stacklevel=2)  # fmt: skip
         if not finished_only or record["status"] == "finished":
             yield record
 
