@@ -109,8 +109,25 @@ def _epochs_done(config) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
 
-def test_a_requeued_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(slurm, tmp_path) -> None:
-    epochs = 16
+def _interrupt(job_id: str, config, after_epochs: int, commands: list[list[str]], deadline: float) -> int:
+    """Once `config` has trained `after_epochs` epochs, run `commands` against its running job, then
+    release the requeued job; the epochs it had done when interrupted."""
+    while _epochs_done(config) < after_epochs:
+        assert time.monotonic() < deadline, f"the job never reached epoch {after_epochs}"
+        time.sleep(0.2)
+    for command in commands:
+        subprocess.run(command, check=True)
+    done = _epochs_done(config)
+    while "JobState=PENDING" not in _job_info(job_id):
+        assert time.monotonic() < deadline, _job_info(job_id)
+        time.sleep(0.5)
+    # SLURM holds a requeued job for a while (BeginTime); release it now instead of waiting.
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
+    return done
+
+
+def test_a_requeued_and_a_preempted_job_resume_and_match_an_uninterrupted_run(slurm, tmp_path) -> None:
+    epochs = 24
     interrupted = resolve_config("causal_tde", "digits_lt", epochs=epochs, output=str(tmp_path / "requeued"))
     reference = interrupted.replace(output=str(tmp_path / "uninterrupted"))
     jobs = [
@@ -118,33 +135,36 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted
         for c in (interrupted, reference)
     ]
     job_id = jobs[0].job_id
-
     deadline = time.monotonic() + WAIT_SECONDS
-    while _epochs_done(interrupted) < 2:
-        assert time.monotonic() < deadline, "the job never reached epoch 2"
-        time.sleep(0.2)
-    subprocess.run(["scontrol", "requeue", job_id], check=True)
-    epochs_at_requeue = _epochs_done(interrupted)
-    assert epochs_at_requeue < epochs, "the job finished before it could be requeued; raise `epochs`"
-    while "JobState=PENDING" not in _job_info(job_id):
-        assert time.monotonic() < deadline, _job_info(job_id)
-        time.sleep(0.5)
-    # SLURM holds a requeued job for a while (BeginTime); release it now instead of waiting.
-    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
+
+    # An administrator's requeue: SLURM kills the job and starts its script again.
+    at_requeue = _interrupt(job_id, interrupted, 2, [["scontrol", "requeue", job_id]], deadline)
+    # A preemption: SIGTERM, then submitit's warning signal; its handler calls RunJob.checkpoint,
+    # which requeues the job itself.
+    preempt = [["scancel", "--signal=TERM", job_id], ["scancel", "--signal=USR2", job_id]]
+    at_preemption = _interrupt(job_id, interrupted, at_requeue + 3, preempt, deadline)
+    assert at_preemption < epochs, "the job finished before it was preempted; raise `epochs`"
 
     statuses = _wait_until_settled(tmp_path / "requeued", 1)
     assert statuses[0].state == "finished", statuses
-    assert "Restarts=1" in _job_info(job_id)
-    # The requeued job started from the checkpoint, not from scratch (SLURM truncated the first log).
-    second_start = Path(jobs[0].log_folder, f"{job_id}_0_log.out").read_text()
-    resumed_at = int(re.search(r"resuming \S+ at epoch (\d+)", second_start).group(1))
-    assert epochs_at_requeue <= resumed_at < epochs
+    assert "Restarts=2" in _job_info(job_id)
+    # Each start of the job says where it began (SLURM appends a requeued job's output to its log):
+    # from scratch, then from the checkpoints the interruptions left.
+    log = Path(jobs[0].log_folder, f"{job_id}_0_log.out").read_text()
+    starts = re.findall(r"^(starting|resuming) \S+(?: at epoch (\d+))?", log, flags=re.MULTILINE)
+    assert [kind for kind, _ in starts] == ["starting", "resuming", "resuming"], log
+    resumed_at = [int(epoch) for _, epoch in starts[1:]]
+    assert at_requeue <= resumed_at[0] < at_preemption <= resumed_at[1] < epochs
 
     _wait_until_settled(tmp_path / "uninterrupted", 1)
     first, second = (json.loads(RunPaths.of(c).record.read_text()) for c in (interrupted, reference))
     for key in ("metrics", "per_class_accuracy", "knobs", "test_predictions", "calibration"):
         assert first[key] == second[key], key
     assert first["run_id"] == second["run_id"]
+    print(
+        f"job {job_id}: requeued at epoch {at_requeue}, preempted at {at_preemption}, resumed at "
+        f"{resumed_at}; test top1 {first['metrics']['test']['top1']} both ways"
+    )
 
 
 def test_an_unknown_profile_names_the_known_ones() -> None:
