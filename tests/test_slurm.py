@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -167,6 +168,47 @@ def test_a_requeued_and_a_preempted_job_resume_and_match_an_uninterrupted_run(sl
     )
 
 
+def test_a_two_task_job_trains_with_ddp_like_torchrun(slurm, tmp_path) -> None:
+    on_slurm = resolve_config("ce", "digits_lt", epochs=2, output=str(tmp_path / "slurm"))
+    with_torchrun = on_slurm.replace(output=str(tmp_path / "torchrun"))
+    overrides = {"processes_per_node": 2}
+    job = launch([on_slurm], cluster="local", overrides=overrides, rerun=False, device_given=False)[0]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "lt_bench.cli",
+        "run",
+        "--method",
+        "ce",
+        "--dataset",
+        "digits_lt",
+        "--epochs",
+        "2",
+        "--output",
+        with_torchrun.output,
+    ]
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+        timeout=WAIT_SECONDS,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+    assert [s.state for s in _wait_until_settled(tmp_path / "slurm", 1)] == ["finished"]
+    for rank in (0, 1):  # two SLURM tasks, each a DDP process from submitit's job environment
+        assert "starting digits_lt-ce" in Path(job.log_folder, f"{job.job_id}_{rank}_log.out").read_text()
+    records = [json.loads(RunPaths.of(c).record.read_text()) for c in (on_slurm, with_torchrun)]
+    assert records[0]["metrics"] == records[1]["metrics"]
+    assert records[0]["test_predictions"] == records[1]["test_predictions"]
+    assert len(RunPaths.of(on_slurm).log.read_text().splitlines()) == 2
+
+
 def test_an_unknown_profile_names_the_known_ones() -> None:
     with pytest.raises(UserError, match=r"no cluster profile 'nowhere'.*known profiles: .*local"):
         load_profile("nowhere")
@@ -178,5 +220,5 @@ def test_profile_dataset_tables_and_flags_override_defaults() -> None:
     node = profile.resources("imagenet_lt", {"time_min": 60, "partition": None})
     assert (node.gpus_per_node, node.tasks_per_node, node.time_min, node.partition) == (8, 8, 60, "gpu")
     parameters = node.submitit_parameters()
-    assert parameters["slurm_setup"] == ["module load cuda/12.1"]
+    assert parameters["slurm_setup"][0] == "module load cuda/12.1"
     assert parameters["slurm_account"] == "my-lab" and parameters["gpus_per_node"] == 8

@@ -24,6 +24,7 @@ class Resources:
     qos: str | None = None
     constraint: str | None = None
     gpus_per_node: int = 0
+    processes_per_node: int | None = None  # DDP processes (SLURM tasks); default one per GPU, else 1
     cpus_per_task: int = 1
     mem_gb: float | None = None
     time_min: int = 60
@@ -33,7 +34,7 @@ class Resources:
 
     @property
     def tasks_per_node(self) -> int:
-        return max(self.gpus_per_node, 1)
+        return self.processes_per_node or max(self.gpus_per_node, 1)
 
     @property
     def device(self) -> str:
