@@ -103,6 +103,8 @@ def train(
     optimizer = make_optimizer(model, plan)
     state = load_checkpoint(checkpoint_path, device)
     progress = Progress() if state is None else restore_training(state, model, optimizer, method)
+    if state is not None and distributed.is_main_process():
+        _write_log(log_path, progress.log)  # a kill may have come between checkpoint and log
 
     def checkpoint() -> None:
         payload = training_payload(model, optimizer, method, progress)

@@ -115,3 +115,15 @@ def test_a_run_whose_checkpoints_are_both_unreadable_says_how_to_start_fresh(tmp
     assert f"\nlt-bench: error: no readable checkpoint in {folder} (" in err
     assert "(or pass --rerun) to start fresh" in err
     assert main([*COMMAND, "--output", str(tmp_path), "--rerun"]) == 0
+
+
+def test_a_log_left_behind_its_checkpoint_is_rewritten_on_resume(tmp_path):
+    assert main([*COMMAND, "--output", str(tmp_path)]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    log = folder / "log.jsonl"
+    full = log.read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in full] == [1, 2]
+    (tmp_path / "records" / f"{folder.name}.json").unlink()
+    log.write_text(full[0] + "\n" + full[1][:10])  # killed after the last checkpoint, mid-log-write
+    assert main([*COMMAND, "--output", str(tmp_path)]) == 0
+    assert log.read_text().splitlines() == full
