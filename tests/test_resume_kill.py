@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from lt_bench.checkpoint import read_checkpoint
@@ -82,13 +83,46 @@ def _kill_after(process: Any, seconds: float) -> bool:
     return True
 
 
-def test_killed_runs_resume_to_exactly_the_uninterrupted_record(tmp_path, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the same kernels, one thread, in every process
-    lt_bench = Path(sys.executable).parent / "lt-bench"
-    reference = tmp_path / "reference"
-    subprocess.run([str(lt_bench), *COMMAND, "--output", str(reference)], check=True, timeout=300,
-                   capture_output=True)  # fmt: skip
-    expected_record, expected_log, expected_weights = _outcome(reference)
+LT_BENCH = str(Path(sys.executable).parent / "lt-bench")
+SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same kernels in every process
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """The outcome of the `lt-bench` console script run without interruption."""
+    output = tmp_path_factory.mktemp("reference")
+    subprocess.run([LT_BENCH, *COMMAND, "--output", str(output)], check=True, timeout=300,
+                   capture_output=True, env=SINGLE_THREAD)  # fmt: skip
+    return _outcome(output)
+
+
+def _assert_same(output: Path, reference: tuple, context_message: str) -> None:
+    record, log, weights = _outcome(output)
+    expected_record, expected_log, expected_weights = reference
+    assert record == expected_record, context_message
+    assert log == expected_log, context_message
+    assert weights.keys() == expected_weights.keys()
+    for name, tensor in weights.items():
+        assert torch.equal(tensor, expected_weights[name]), f"{context_message}: {name}"
+
+
+def test_the_console_script_killed_mid_epoch_resumes_exactly(reference, tmp_path):
+    command = [LT_BENCH, *COMMAND, "--output", str(tmp_path)]
+    process = subprocess.Popen(command, env=SINGLE_THREAD, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("runs/*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    assert _phase(tmp_path) == "mid-epoch"
+    subprocess.run(command, check=True, timeout=300, capture_output=True, env=SINGLE_THREAD)
+    _assert_same(tmp_path, reference, "the console script killed mid-epoch")
+
+
+def test_killed_runs_resume_to_exactly_the_uninterrupted_record(reference, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the fork server started below
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
@@ -99,7 +133,7 @@ def test_killed_runs_resume_to_exactly_the_uninterrupted_record(tmp_path, monkey
     uninterrupted = _start(context, tmp_path / "forked")
     uninterrupted.join(timeout=300)
     duration = time.perf_counter() - started
-    assert _outcome(tmp_path / "forked")[0] == expected_record
+    _assert_same(tmp_path / "forked", reference, "the forked run without a kill")
 
     moments = random.Random(6)
     delays = [moments.uniform(0.02, duration) for _ in range(KILLS)]
@@ -113,12 +147,6 @@ def test_killed_runs_resume_to_exactly_the_uninterrupted_record(tmp_path, monkey
                 phases[f"resuming, {_phase(output)}"] += 1
         finisher = _start(context, output)
         finisher.join(timeout=300)
-        record, log, weights = _outcome(output)
-        context_message = f"kill {index} after {delay:.2f} s"
-        assert record == expected_record, context_message
-        assert log == expected_log, context_message
-        assert weights.keys() == expected_weights.keys()
-        for name, tensor in weights.items():
-            assert torch.equal(tensor, expected_weights[name]), f"{context_message}: {name}"
+        _assert_same(output, reference, f"kill {index} after {delay:.2f} s")
     print(f"\n{sum(phases.values())} kills over a {duration:.2f} s run: {dict(phases)}")
     assert phases["mid-epoch"] >= KILLS // 4, phases
