@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start a one-node SLURM cluster on this machine (Debian's slurm-wlm + munge, everything as root), so
-# the tests can submit real jobs through submitit. Idempotent: a cluster already up is left alone.
+# the tests can submit real jobs through submitit. Idempotent: daemons already up are kept (and
+# reconfigured when slurm.conf changed).
 set -euo pipefail
 
 node="$(hostname -s)"
@@ -9,11 +10,6 @@ conf=/etc/slurm/slurm.conf
 node_idle() {
     sinfo --noheader --nodes="$node" --format=%t 2> /dev/null | grep -qx 'idle\|mix\|alloc'
 }
-
-if command -v sinfo > /dev/null && node_idle; then
-    echo "slurm: node $node is already up"
-    exit 0
-fi
 
 if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
     export DEBIAN_FRONTEND=noninteractive
@@ -37,7 +33,7 @@ fi
 cpus="$(nproc)"
 memory_mb="$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)"
 install -d /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
-cat > "$conf" <<EOF
+cat > "$conf.new" <<EOF
 # Written by .ci/start-slurm.sh: a one-node cluster for lt-bench's tests.
 ClusterName=ltbench
 SlurmctldHost=${node}(127.0.0.1)
@@ -63,13 +59,19 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 SchedulerParameters=sched_interval=2
 MinJobAge=3600
-KillWait=5
+KillWait=2
 NodeName=${node} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${memory_mb} State=UNKNOWN
 PartitionName=debug Nodes=${node} Default=YES MaxTime=INFINITE State=UP
 EOF
 
+changed=yes
+if cmp -s "$conf.new" "$conf"; then changed=no; fi
+mv "$conf.new" "$conf"
+
 if ! scontrol ping 2> /dev/null | grep -q UP; then
     slurmctld
+elif [ "$changed" = yes ]; then
+    scontrol reconfigure
 fi
 if [ ! -s /run/slurmd.pid ] || ! kill -0 "$(cat /run/slurmd.pid)" 2> /dev/null; then
     slurmd

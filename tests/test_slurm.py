@@ -111,25 +111,27 @@ def _epochs_done(config) -> int:
 
 
 def _interrupt(job_id: str, config, after_epochs: int, commands: list[list[str]], deadline: float) -> int:
-    """Once `config` has trained `after_epochs` epochs, run `commands` against its running job, then
-    release the requeued job; the epochs it had done when interrupted."""
+    """Once `config` has trained `after_epochs` epochs, run `commands` against its running job; once
+    the job is pending again, release it. The epochs done when the interrupted process was gone."""
     while _epochs_done(config) < after_epochs:
         assert time.monotonic() < deadline, f"the job never reached epoch {after_epochs}"
         time.sleep(0.2)
     for command in commands:
         subprocess.run(command, check=True)
-    done = _epochs_done(config)
     while "JobState=PENDING" not in _job_info(job_id):
         assert time.monotonic() < deadline, _job_info(job_id)
         time.sleep(0.5)
     # SLURM holds a requeued job for a while (BeginTime); release it now instead of waiting.
     subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
-    return done
+    return _epochs_done(config)  # (the process trains on until SLURM's KillWait when it ignores SIGTERM)
 
 
 def test_a_requeued_and_a_preempted_job_resume_and_match_an_uninterrupted_run(slurm, tmp_path) -> None:
-    epochs = 24
-    interrupted = resolve_config("causal_tde", "digits_lt", epochs=epochs, output=str(tmp_path / "requeued"))
+    # Long enough to outlast two restarts and SLURM's KillWait (the process ignores SIGTERM meanwhile).
+    epochs = 30
+    interrupted = resolve_config(
+        "causal_tde", "digits_lt", epochs=epochs, batch_size=8, output=str(tmp_path / "requeued")
+    )
     reference = interrupted.replace(output=str(tmp_path / "uninterrupted"))
     jobs = [
         launch([c], cluster="local", overrides={}, rerun=False, device_given=False)[0]
@@ -139,11 +141,11 @@ def test_a_requeued_and_a_preempted_job_resume_and_match_an_uninterrupted_run(sl
     deadline = time.monotonic() + WAIT_SECONDS
 
     # An administrator's requeue: SLURM kills the job and starts its script again.
-    at_requeue = _interrupt(job_id, interrupted, 2, [["scontrol", "requeue", job_id]], deadline)
+    at_requeue = _interrupt(job_id, interrupted, 1, [["scontrol", "requeue", job_id]], deadline)
     # A preemption: SIGTERM, then submitit's warning signal; its handler calls RunJob.checkpoint,
     # which requeues the job itself.
     preempt = [["scancel", "--signal=TERM", job_id], ["scancel", "--signal=USR2", job_id]]
-    at_preemption = _interrupt(job_id, interrupted, at_requeue + 3, preempt, deadline)
+    at_preemption = _interrupt(job_id, interrupted, at_requeue + 1, preempt, deadline)
     assert at_preemption < epochs, "the job finished before it was preempted; raise `epochs`"
 
     statuses = _wait_until_settled(tmp_path / "requeued", 1)
@@ -207,6 +209,38 @@ def test_a_two_task_job_trains_with_ddp_like_torchrun(slurm, tmp_path) -> None:
     assert records[0]["metrics"] == records[1]["metrics"]
     assert records[0]["test_predictions"] == records[1]["test_predictions"]
     assert len(RunPaths.of(on_slurm).log.read_text().splitlines()) == 2
+
+
+def test_status_reports_a_job_that_failed_with_its_error(slurm, tmp_path, capsys) -> None:
+    output = tmp_path / "results"
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "ce",
+                "--dataset",
+                "digits_lt",
+                "--epochs",
+                "1",
+                "--knob",
+                "alpha=1",
+                "--output",
+                str(output),
+                "--launcher",
+                "slurm",
+                "--cluster",
+                "local",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    [status] = _wait_until_settled(output, 1)
+    assert status.state == "failed"
+    assert "method 'ce' has no test-time knob 'alpha'" in status.detail
+    assert main(["status", "--output", str(output)]) == 0
+    assert "0 queued, 0 running, 0 finished, 1 failed" in capsys.readouterr().out
 
 
 def test_an_unknown_profile_names_the_known_ones() -> None:

@@ -83,8 +83,7 @@ def _status(entry: dict[str, Any], queue: dict[str, str], output: str | Path) ->
         return RunStatus(job_id, run_id, "running", progress)
     job = submitit.SlurmJob(folder=entry["log_folder"], job_id=job_id)
     if job.paths.result_pickle.exists() and job.exception() is not None:
-        last_line = str(job.exception()).strip().splitlines()[-1]
-        return RunStatus(job_id, run_id, "failed", f"{last_line} (log {job.paths.stderr})")
+        return RunStatus(job_id, run_id, "failed", f"{_error_line(job.exception())} (log {job.paths.stderr})")
     return RunStatus(
         job_id,
         run_id,
@@ -92,6 +91,14 @@ def _status(entry: dict[str, Any], queue: dict[str, str], output: str | Path) ->
         f"left the queue without a record at {progress} (sacct: {_sacct_state(job_id)}); "
         f"log {job.paths.stderr}",
     )
+
+
+def _error_line(error: BaseException) -> str:
+    """The exception line of the traceback submitit keeps between two dashed rules."""
+    parts = str(error).split("-" * 22)
+    traceback = parts[1] if len(parts) >= 3 else str(error)
+    lines = [line.strip() for line in traceback.splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _epochs_done(log: Path) -> int:
