@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,15 @@ def test_places_lt_maps_list_paths_onto_the_official_places365_layout(tmp_path: 
     assert data.num_classes == 365 and data.class_counts[1] == 1 and data.class_counts[8] == 1
     assert data.train.paths == [str(tmp_path / path) for path in official[:2]]
     assert data.test.paths == [str(tmp_path / official[3])]
+
+
+def test_lt_bench_run_trains_and_evaluates_on_image_files(tmp_path: Path) -> None:
+    write_imagenet_lt(tmp_path / "imagenet")
+    argv = ["run", "--method", "ce", "--dataset", "imagenet_lt", "--data-root", str(tmp_path / "imagenet"),
+            "--backbone", "lt_small_cnn", "--epochs", "1", "--batch-size", "3", "--num-workers", "1",
+            "--output", str(tmp_path / "results")]  # fmt: skip
+    assert main(argv) == 0
+    (path,) = (tmp_path / "results" / "records").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["class_counts"][:3] == [5, 3, 1] and len(record["class_counts"]) == 1000
+    assert record["test_labels"] == [0, 1, 2] and record["shot_groups"]["few"][:3] == [0, 1, 2]
