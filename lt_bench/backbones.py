@@ -94,11 +94,17 @@ def lt_small_cnn(pretrained: bool = False, num_classes: int = 10, in_chans: int 
         raise UserError("lt_small_cnn has no pretrained weights; train it from scratch")
 
     def stage(channels_in: int, channels_out: int) -> list[nn.Module]:
-        return [nn.Conv2d(channels_in, channels_out, 3, 1, 1, bias=False), nn.BatchNorm2d(channels_out), nn.ReLU()]
+        return [
+            nn.Conv2d(channels_in, channels_out, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels_out),
+            nn.ReLU(),
+        ]
 
     body = nn.Sequential(
-        *stage(in_chans, 16), nn.MaxPool2d(2, ceil_mode=True),
-        *stage(16, 32), nn.MaxPool2d(2, ceil_mode=True),
+        *stage(in_chans, 16),
+        nn.MaxPool2d(2, ceil_mode=True),
+        *stage(16, 32),
+        nn.MaxPool2d(2, ceil_mode=True),
         *stage(32, 64),
     )
     return _FeatureNet(body, 64, num_classes)
@@ -109,7 +115,9 @@ def create_backbone(name: str, in_chans: int) -> nn.Module:
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise UserError(f"unknown backbone {name!r}.{hint} Any timm model name works; see `lt-bench list backbones`")
+        raise UserError(
+            f"unknown backbone {name!r}.{hint} Any timm model name works; see `lt-bench list backbones`"
+        )
     return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
 
 

@@ -38,20 +38,36 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--milestones", type=int, nargs="*")
     group.add_argument("--lr-decay", type=float, help="multistep factor at each milestone")
     group.add_argument("--imbalance-ratio", type=float)
-    group.add_argument("--knob", type=_knob, action="append", default=[], metavar="NAME=VALUE",
-                       help="fix a test-time knob instead of selecting it on validation (e.g. alpha=2.0)")
+    group.add_argument(
+        "--knob",
+        type=_knob,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a test-time knob instead of selecting it on validation (e.g. alpha=2.0)",
+    )
     place = parser.add_argument_group("data and output")
     place.add_argument("--data-seed", type=int, default=0, help="seed of the long-tailed subset (default 0)")
     place.add_argument("--data-root", help="folder holding the dataset's files")
     place.add_argument("--download", action="store_true", help="download the dataset when a network is there")
-    place.add_argument("--num-workers", type=int, help="loader workers of image-file datasets "
-                       "(default: the usable CPU cores, at most 8)")
+    place.add_argument(
+        "--num-workers",
+        type=int,
+        help="loader workers of image-file datasets (default: the usable CPU cores, at most 8)",
+    )
     place.add_argument("--output", default="results", help="results tree (default: results)")
-    place.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu; on SLURM: cuda when "
-                       "the run has GPUs)")
-    place.add_argument("--rerun", action="store_true", help="discard a finished run of this config and train again")
-    place.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
-                       help="also checkpoint mid-epoch this often (default 120; every epoch end checkpoints)")
+    place.add_argument(
+        "--device", help="torch device, e.g. cpu or cuda (default: cpu; on SLURM: cuda when the run has GPUs)"
+    )
+    place.add_argument(
+        "--rerun", action="store_true", help="discard a finished run of this config and train again"
+    )
+    place.add_argument(
+        "--checkpoint-every",
+        type=float,
+        metavar="SECONDS",
+        help="also checkpoint mid-epoch this often (default 120; every epoch end checkpoints)",
+    )
     from lt_bench.launch.profiles import add_launch_arguments
 
     add_launch_arguments(parser)
@@ -61,12 +77,28 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
     from lt_bench.config import resolve_config
 
     return resolve_config(
-        method, dataset, backbone=args.backbone, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, momentum=args.momentum, schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs, milestones=tuple(args.milestones) if args.milestones is not None else None,
-        lr_decay=args.lr_decay, imbalance_ratio=args.imbalance_ratio, seed=seed, data_seed=args.data_seed,
-        knobs=dict(args.knob) or None, data_root=args.data_root, output=args.output, device=args.device,
-        download=args.download or None, num_workers=_num_workers(args), checkpoint_seconds=args.checkpoint_every,
+        method,
+        dataset,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        milestones=tuple(args.milestones) if args.milestones is not None else None,
+        lr_decay=args.lr_decay,
+        imbalance_ratio=args.imbalance_ratio,
+        seed=seed,
+        data_seed=args.data_seed,
+        knobs=dict(args.knob) or None,
+        data_root=args.data_root,
+        output=args.output,
+        device=args.device,
+        download=args.download or None,
+        num_workers=_num_workers(args),
+        checkpoint_seconds=args.checkpoint_every,
     )
 
 
@@ -81,7 +113,9 @@ def _execute(config: Any, rerun: bool) -> dict[str, Any]:
 
     existing = finished_record(config)
     if existing is not None and not rerun:
-        print(f"{config.run_id}: already finished, record {RunPaths.of(config).record} (--rerun trains again)")
+        print(
+            f"{config.run_id}: already finished, record {RunPaths.of(config).record} (--rerun trains again)"
+        )
         return existing
     if rerun:
         RunPaths.of(config).discard()
@@ -89,7 +123,9 @@ def _execute(config: Any, rerun: bool) -> dict[str, Any]:
     test = record["metrics"]["test"]
     shots = "  ".join(f"{g} {_percent(test[g])}" for g in ("many", "medium", "few"))
     knobs = " ".join(f"{k}={v:g}" for k, v in record["knobs"]["selected"].items())
-    print(f"{config.run_id}: top1 {_percent(test['top1'])}  {shots}  {knobs}  ({record['wall_time_s']:.1f} s)")
+    print(
+        f"{config.run_id}: top1 {_percent(test['top1'])}  {shots}  {knobs}  ({record['wall_time_s']:.1f} s)"
+    )
     return record
 
 
@@ -109,8 +145,13 @@ def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
     from lt_bench.launch.profiles import resource_overrides
     from lt_bench.launch.slurm import launch
 
-    launch(configs, cluster=args.cluster, overrides=resource_overrides(args), rerun=args.rerun,
-           device_given=args.device is not None)
+    launch(
+        configs,
+        cluster=args.cluster,
+        overrides=resource_overrides(args),
+        rerun=args.rerun,
+        device_given=args.device is not None,
+    )
 
 
 def command_status(args: argparse.Namespace) -> None:
@@ -178,8 +219,12 @@ def command_data_check(args: argparse.Namespace) -> None:
     from lt_bench.data.base import DataOptions
     from lt_bench.data.check import check_dataset
 
-    options = DataOptions(data_root=Path(args.data_root) if args.data_root else None,
-                          imbalance_ratio=args.imbalance_ratio, data_seed=args.data_seed, download=args.download)
+    options = DataOptions(
+        data_root=Path(args.data_root) if args.data_root else None,
+        imbalance_ratio=args.imbalance_ratio,
+        data_seed=args.data_seed,
+        download=args.download,
+    )
     print("\n".join(check_dataset(args.dataset, options).lines))
 
 
@@ -214,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.set_defaults(handler=command_run)
 
-    sweep = commands.add_parser("sweep", help="run methods × datasets × seeds, then regenerate the leaderboard")
+    sweep = commands.add_parser(
+        "sweep", help="run methods × datasets × seeds, then regenerate the leaderboard"
+    )
     sweep.add_argument("--methods", nargs="+", required=True, help="method names, or 'all'")
     sweep.add_argument("--dataset", nargs="+", required=True)
     sweep.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -230,23 +277,41 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--write", help="markdown file to write (default: <output>/leaderboard.md)")
     board.set_defaults(handler=command_leaderboard)
 
-    report = commands.add_parser("report", help="per-class and calibration figures, knob curves and paired "
-                                 "bootstrap intervals for one dataset, from the records")
+    report = commands.add_parser(
+        "report",
+        help="per-class and calibration figures, knob curves and paired "
+        "bootstrap intervals for one dataset, from the records",
+    )
     report.add_argument("--dataset", required=True)
-    report.add_argument("--baseline", action="append", default=[], metavar="METHOD",
-                        help="also compare every method against METHOD (always against ce); repeatable")
-    report.add_argument("--output", default="results",
-                        help="results tree (default: results); writes <output>/report/<dataset>.md")
+    report.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="METHOD",
+        help="also compare every method against METHOD (always against ce); repeatable",
+    )
+    report.add_argument(
+        "--output",
+        default="results",
+        help="results tree (default: results); writes <output>/report/<dataset>.md",
+    )
     report.set_defaults(handler=command_report)
 
-    data = commands.add_parser("data", help="dataset files on disk").add_subparsers(dest="data_command",
-                                                                                    required=True)
-    check = data.add_parser("check", help="verify a dataset on disk against its published counts and checksums")
+    data = commands.add_parser("data", help="dataset files on disk").add_subparsers(
+        dest="data_command", required=True
+    )
+    check = data.add_parser(
+        "check", help="verify a dataset on disk against its published counts and checksums"
+    )
     check.add_argument("dataset")
     check.add_argument("--data-root", help="folder holding the dataset's files")
-    check.add_argument("--imbalance-ratio", type=float, help="for generated long tails (default: the dataset's)")
+    check.add_argument(
+        "--imbalance-ratio", type=float, help="for generated long tails (default: the dataset's)"
+    )
     check.add_argument("--data-seed", type=int, default=0)
-    check.add_argument("--download", action="store_true", help="fetch missing split lists when a network is there")
+    check.add_argument(
+        "--download", action="store_true", help="fetch missing split lists when a network is there"
+    )
     check.set_defaults(handler=command_data_check)
 
     listing = commands.add_parser("list", help="list methods, datasets or backbones")
@@ -278,7 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lt-bench: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("lt-bench: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        print(
+            "lt-bench: interrupted; rerun the same command to resume from the last checkpoint",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

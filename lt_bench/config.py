@@ -86,8 +86,11 @@ def resolve_config(method: str, dataset: str, **overrides: Any) -> RunConfig:
     values = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)}
     if "batch_size" in given and "lr" not in given and given["batch_size"] != recipe.batch_size:
         given["lr"] = recipe.lr * given["batch_size"] / recipe.batch_size
-        print(f"{dataset}: lr {recipe.lr:g} × batch {given['batch_size']}/{recipe.batch_size} = {given['lr']:g} "
-              f"(recipe lr scaled linearly with the global batch; --lr sets it)", file=sys.stderr)
+        print(
+            f"{dataset}: lr {recipe.lr:g} × batch {given['batch_size']}/{recipe.batch_size} = "
+            f"{given['lr']:g} (recipe lr scaled linearly with the global batch; --lr sets it)",
+            file=sys.stderr,
+        )
     values.update(given)
     values["milestones"] = tuple(values.get("milestones", ()))
     if values.get("imbalance_ratio") is None:
@@ -104,16 +107,32 @@ def validate(config: RunConfig) -> None:
         (config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),
         (_positive(config.lr), f"--lr must be a positive number, got {config.lr}"),
         (_non_negative(config.weight_decay), f"--weight-decay must be >= 0, got {config.weight_decay}"),
-        (_non_negative(config.momentum) and config.momentum < 1, f"--momentum must be in [0, 1), got {config.momentum}"),
-        (config.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}"),
-        (0 <= config.warmup_epochs < config.epochs or config.warmup_epochs == 0,
-         f"--warmup-epochs must be below --epochs ({config.epochs}), got {config.warmup_epochs}"),
-        (config.imbalance_ratio is None or (_positive(config.imbalance_ratio) and config.imbalance_ratio >= 1),
-         f"--imbalance-ratio must be a number >= 1, got {config.imbalance_ratio}"),
-        (0 <= config.seed < 2**63 and 0 <= config.data_seed < 2**63, "--seed and --data-seed must be in [0, 2**63)"),
+        (
+            _non_negative(config.momentum) and config.momentum < 1,
+            f"--momentum must be in [0, 1), got {config.momentum}",
+        ),
+        (
+            config.schedule in SCHEDULES,
+            f"--schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}",
+        ),
+        (
+            0 <= config.warmup_epochs < config.epochs or config.warmup_epochs == 0,
+            f"--warmup-epochs must be below --epochs ({config.epochs}), got {config.warmup_epochs}",
+        ),
+        (
+            config.imbalance_ratio is None
+            or (_positive(config.imbalance_ratio) and config.imbalance_ratio >= 1),
+            f"--imbalance-ratio must be a number >= 1, got {config.imbalance_ratio}",
+        ),
+        (
+            0 <= config.seed < 2**63 and 0 <= config.data_seed < 2**63,
+            "--seed and --data-seed must be in [0, 2**63)",
+        ),
         (_positive(config.lr_decay), f"--lr-decay must be a positive number, got {config.lr_decay}"),
-        (_non_negative(config.checkpoint_seconds),
-         f"--checkpoint-every must be >= 0 seconds, got {config.checkpoint_seconds}"),
+        (
+            _non_negative(config.checkpoint_seconds),
+            f"--checkpoint-every must be >= 0 seconds, got {config.checkpoint_seconds}",
+        ),
     ]
     for ok, message in checks:
         if not ok:

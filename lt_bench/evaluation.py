@@ -13,7 +13,9 @@ from lt_bench.data.base import ShotRule
 SHOT_GROUPS = ("many", "medium", "few")
 
 
-def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
+def per_class_accuracy(
+    predictions: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> list[float | None]:
     """Accuracy of each class over its evaluation images; None for a class with no images."""
     correct = torch.bincount(labels[predictions == labels], minlength=num_classes).double()
     total = torch.bincount(labels, minlength=num_classes).double()
@@ -41,7 +43,9 @@ def macro_f1(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     return float(f1[present].mean())
 
 
-def calibration_bins(probabilities: torch.Tensor, labels: torch.Tensor, num_bins: int = 15) -> dict[str, list]:
+def calibration_bins(
+    probabilities: torch.Tensor, labels: torch.Tensor, num_bins: int = 15
+) -> dict[str, list]:
     """Equal-width confidence bins: count, mean confidence and accuracy per bin (None when empty)."""
     confidence, predictions = probabilities.max(dim=1)
     correct = (predictions == labels).double()
@@ -51,8 +55,8 @@ def calibration_bins(probabilities: torch.Tensor, labels: torch.Tensor, num_bins
     correct_sum = torch.bincount(bins, weights=correct, minlength=num_bins)
     return {
         "count": counts.tolist(),
-        "confidence": [None if n == 0 else float(s / n) for n, s in zip(counts, confidence_sum)],
-        "accuracy": [None if n == 0 else float(s / n) for n, s in zip(counts, correct_sum)],
+        "confidence": [None if n == 0 else float(s / n) for n, s in zip(counts, confidence_sum, strict=True)],
+        "accuracy": [None if n == 0 else float(s / n) for n, s in zip(counts, correct_sum, strict=True)],
     }
 
 
@@ -61,7 +65,7 @@ def expected_calibration_error(bins: dict[str, list]) -> float:
     total = sum(bins["count"])
     return sum(
         n / total * abs(accuracy - confidence)
-        for n, accuracy, confidence in zip(bins["count"], bins["accuracy"], bins["confidence"])
+        for n, accuracy, confidence in zip(bins["count"], bins["accuracy"], bins["confidence"], strict=True)
         if n
     )
 

@@ -24,8 +24,10 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "seed": record["seed"],
             **{key: record["metrics"]["test"].get(key) for key in COLUMNS},
         }
-    return pd.DataFrame(list(rows.values()), columns=[
-        "dataset", "imbalance_ratio", "method", "backbone", "epochs", "seed", *COLUMNS])
+    return pd.DataFrame(
+        list(rows.values()),
+        columns=["dataset", "imbalance_ratio", "method", "backbone", "epochs", "seed", *COLUMNS],
+    )
 
 
 def mean_std(values: pd.Series) -> str:

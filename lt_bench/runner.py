@@ -76,9 +76,14 @@ def run(config: RunConfig) -> dict[str, Any]:
     backbone = create_backbone(config.backbone, data.in_chans).to(device)
     steps_per_epoch = len(data.train) // config.batch_size
     context = MethodContext(
-        dataset=config.dataset, num_classes=data.num_classes, class_counts=tuple(data.class_counts),
-        feature_dim=backbone.num_features, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-        base_lr=config.lr, lr_milestones=config.milestones,
+        dataset=config.dataset,
+        num_classes=data.num_classes,
+        class_counts=tuple(data.class_counts),
+        feature_dim=backbone.num_features,
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        base_lr=config.lr,
+        lr_milestones=config.milestones,
     )
     method = method_class(context)
     _knob_candidates(method, config)  # an unknown --knob fails now, not after training
@@ -97,12 +102,22 @@ def run(config: RunConfig) -> dict[str, Any]:
         plan = _plan(config, method.second_stage_epochs(), "cosine", 0)
     _claim_folder(paths, config)  # after every check of the input, so bad input leaves no folder
     try:
-        train(model, method, data.train, plan, device=device, checkpoint_path=paths.checkpoint,
-              log_path=paths.log, extra_checkpoint={"config": config.identity()},
-              checkpoint_seconds=config.checkpoint_seconds)
+        train(
+            model,
+            method,
+            data.train,
+            plan,
+            device=device,
+            checkpoint_path=paths.checkpoint,
+            log_path=paths.log,
+            extra_checkpoint={"config": config.identity()},
+            checkpoint_seconds=config.checkpoint_seconds,
+        )
     except TrainingFailed as error:
         _write_failed(config, str(error), started)
-        raise UserError(f"{error}; the last good checkpoint is kept in {paths.folder}; {error.fix}") from error
+        raise UserError(
+            f"{error}; the last good checkpoint is kept in {paths.folder}; {error.fix}"
+        ) from error
     if not distributed.is_main_process():  # rank 0 alone evaluates (every image once) and writes
         return distributed.from_main_process(None)
     try:
@@ -136,7 +151,9 @@ def run(config: RunConfig) -> dict[str, Any]:
 def load_data(config: RunConfig) -> LongTailedData:
     options = DataOptions(
         data_root=Path(config.data_root) if config.data_root else None,
-        imbalance_ratio=config.imbalance_ratio, data_seed=config.data_seed, download=config.download,
+        imbalance_ratio=config.imbalance_ratio,
+        data_seed=config.data_seed,
+        download=config.download,
         num_workers=config.num_workers,
     )
     data = DATASETS.get(config.dataset)().load(options)
@@ -159,11 +176,15 @@ def evaluate(
     searched = []
     with torch.no_grad():
         for values in itertools.product(*candidates.values()):
-            knobs = dict(zip(candidates, values))
+            knobs = dict(zip(candidates, values, strict=True))
             logits = method.inference_logits(model.head, val_features, **knobs).cpu()
             metrics = classification_metrics(logits, data.val.labels, data.class_counts, data.shot_rule)
-            searched.append({"knobs": knobs, **{k: metrics[k] for k in ("balanced_accuracy", "top1", "many",
-                                                                        "medium", "few")}})
+            searched.append(
+                {
+                    "knobs": knobs,
+                    **{k: metrics[k] for k in ("balanced_accuracy", "top1", "many", "medium", "few")},
+                }
+            )
         best = max(searched, key=lambda entry: entry["balanced_accuracy"])  # first of equals wins
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
         test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
@@ -174,8 +195,11 @@ def evaluate(
         "per_class_accuracy": test_metrics["per_class_accuracy"],
         "calibration": test_metrics["calibration"],
         "shot_groups": data.shot_rule.groups(data.class_counts),
-        "knobs": {"selected": best["knobs"], "candidates": {k: list(v) for k, v in candidates.items()},
-                  "validation": searched},
+        "knobs": {
+            "selected": best["knobs"],
+            "candidates": {k: list(v) for k, v in candidates.items()},
+            "validation": searched,
+        },
         "test_labels": data.test.labels.tolist(),
         "test_predictions": test_logits.argmax(1).tolist(),
     }
@@ -197,11 +221,24 @@ def _knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float
 
 def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int) -> StagePlan:
     def rate(epoch: int) -> float:
-        return learning_rate(epoch, base_lr=config.lr, epochs=epochs, schedule=schedule,
-                             warmup_epochs=warmup_epochs, milestones=config.milestones, lr_decay=config.lr_decay)
+        return learning_rate(
+            epoch,
+            base_lr=config.lr,
+            epochs=epochs,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            milestones=config.milestones,
+            lr_decay=config.lr_decay,
+        )
 
-    return StagePlan(epochs=epochs, batch_size=config.batch_size, learning_rate=rate, momentum=config.momentum,
-                     weight_decay=config.weight_decay, seed=config.seed)
+    return StagePlan(
+        epochs=epochs,
+        batch_size=config.batch_size,
+        learning_rate=rate,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+    )
 
 
 def _first_stage(config: RunConfig, first_method: str) -> dict[str, Any]:
@@ -263,9 +300,22 @@ def _claim_folder(paths: RunPaths, config: RunConfig) -> None:
 def _write_failed(config: RunConfig, reason: str, started: float) -> None:
     if not distributed.is_main_process():
         return
-    write_record(config.output, {
-        "schema": SCHEMA, "status": "failed", "error": reason, "run_id": config.run_id,
-        "method": config.method, "dataset": config.dataset, "backbone": config.backbone,
-        "seed": config.seed, "data_seed": config.data_seed, "config": config.to_json(), "metrics": {},
-        **environment(), "wall_time_s": round(time.perf_counter() - started, 3), "finished_at": now(),
-    })
+    write_record(
+        config.output,
+        {
+            "schema": SCHEMA,
+            "status": "failed",
+            "error": reason,
+            "run_id": config.run_id,
+            "method": config.method,
+            "dataset": config.dataset,
+            "backbone": config.backbone,
+            "seed": config.seed,
+            "data_seed": config.data_seed,
+            "config": config.to_json(),
+            "metrics": {},
+            **environment(),
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "finished_at": now(),
+        },
+    )

@@ -83,7 +83,9 @@ def make_optimizer(model: nn.Module, plan: StagePlan) -> torch.optim.SGD:
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
         parameters = [nn.Parameter(torch.zeros(0))]  # a stage with nothing to train still checkpoints
-    return torch.optim.SGD(parameters, lr=plan.learning_rate(0), momentum=plan.momentum, weight_decay=plan.weight_decay)
+    return torch.optim.SGD(
+        parameters, lr=plan.learning_rate(0), momentum=plan.momentum, weight_decay=plan.weight_decay
+    )
 
 
 def train(
@@ -113,8 +115,16 @@ def train(
     steps = len(split) // plan.batch_size
     labels = split.labels
     network = _parallel(model, device)
-    bar = tqdm(range(progress.epoch, plan.epochs), initial=progress.epoch, total=plan.epochs,
-               desc="train", unit="epoch", disable=None, file=sys.stderr, leave=False)
+    bar = tqdm(
+        range(progress.epoch, plan.epochs),
+        initial=progress.epoch,
+        total=plan.epochs,
+        desc="train",
+        unit="epoch",
+        disable=None,
+        file=sys.stderr,
+        leave=False,
+    )
     next_checkpoint = time.monotonic() + checkpoint_seconds
     try:
         for epoch in bar:
@@ -126,8 +136,10 @@ def train(
                 method.on_epoch_start(epoch, lr)
             order = method.sample_order(labels, torch.Generator().manual_seed(derived_seed(plan.seed, epoch)))
             batches = [
-                (_shard_seed(plan.seed, epoch, step),
-                 distributed.shard(order[step * plan.batch_size : (step + 1) * plan.batch_size]))
+                (
+                    _shard_seed(plan.seed, epoch, step),
+                    distributed.shard(order[step * plan.batch_size : (step + 1) * plan.batch_size]),
+                )
                 for step in range(progress.step, steps)
             ]
             model.train()
@@ -149,8 +161,10 @@ def train(
                     checkpoint()
                     next_checkpoint = time.monotonic() + checkpoint_seconds
             progress.loss_sum, progress.correct, progress.seen = distributed.global_sum(
-                torch.tensor([progress.loss_sum, progress.correct, progress.seen],
-                             dtype=torch.float64, device=device)).tolist()
+                torch.tensor(
+                    [progress.loss_sum, progress.correct, progress.seen], dtype=torch.float64, device=device
+                )
+            ).tolist()
             entry = progress.finish_epoch(lr, time.perf_counter() - started)
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
             if not distributed.is_main_process():
@@ -191,7 +205,9 @@ def _shard_seed(seed: int, epoch: int, step: int) -> int:
 
 
 @torch.no_grad()
-def extract_features(backbone: nn.Module, split: Split, *, batch_size: int, device: torch.device) -> torch.Tensor:
+def extract_features(
+    backbone: nn.Module, split: Split, *, batch_size: int, device: torch.device
+) -> torch.Tensor:
     """Eval-mode backbone features of every image of `split`, in split order."""
     backbone.eval()
     indices = torch.arange(len(split))

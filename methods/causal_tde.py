@@ -21,7 +21,9 @@ NUM_HEADS = 2
 TAU = 16.0
 GAMMA = 1.0 / 32.0
 MOMENTUM = 0.9
-NORM_EPSILON = 1e-12  # keeps an all-zero feature chunk at zero instead of NaN (the official code has no epsilon)
+NORM_EPSILON = (
+    1e-12  # keeps an all-zero feature chunk at zero instead of NaN (the official code has no epsilon)
+)
 # α fixed by the paper and its configs; other datasets choose α on validation over ALPHA_GRID.
 PAPER_ALPHA = {"imagenet_lt": 3.0, "places_lt": 3.0, "cifar10_lt": 1.0, "cifar100_lt": 1.5}
 ALPHA_GRID = tuple(step * 0.25 for step in range(13))  # 0.0, 0.25, …, 3.0
@@ -47,7 +49,11 @@ def _normalised_weight(weight: torch.Tensor, num_heads: int, gamma: float) -> to
 
 
 def causal_norm_logits(
-    features: torch.Tensor, weight: torch.Tensor, *, num_heads: int = NUM_HEADS, tau: float = TAU,
+    features: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    num_heads: int = NUM_HEADS,
+    tau: float = TAU,
     gamma: float = GAMMA,
 ) -> torch.Tensor:
     """De-confounded logits (Eq. 7): z_i = Σ_k (τ/K)·⟨x_k/‖x_k‖, w_ik/(‖w_ik‖+γ)⟩.
@@ -60,8 +66,14 @@ def causal_norm_logits(
 
 
 def tde_logits(
-    features: torch.Tensor, weight: torch.Tensor, moving_average: torch.Tensor, *, alpha: float,
-    num_heads: int = NUM_HEADS, tau: float = TAU, gamma: float = GAMMA,
+    features: torch.Tensor,
+    weight: torch.Tensor,
+    moving_average: torch.Tensor,
+    *,
+    alpha: float,
+    num_heads: int = NUM_HEADS,
+    tau: float = TAU,
+    gamma: float = GAMMA,
 ) -> torch.Tensor:
     """Total Direct Effect logits (Eq. 8): Σ_k (τ/K)·⟨x̂_k − α·cos(x_k, e_k)·ê_k, ŵ_ik⟩.
 
@@ -72,7 +84,9 @@ def tde_logits(
     unit_direction = _unit(_heads(moving_average.to(features), num_heads))
     cosine = (unit_features * unit_direction).sum(dim=-1, keepdim=True)
     direct = unit_features - alpha * cosine * unit_direction
-    return (tau / num_heads) * torch.einsum("bkd,ckd->bc", direct, _normalised_weight(weight, num_heads, gamma))
+    return (tau / num_heads) * torch.einsum(
+        "bkd,ckd->bc", direct, _normalised_weight(weight, num_heads, gamma)
+    )
 
 
 def update_moving_average(
@@ -121,7 +135,9 @@ class CausalTDE(Method):
     def on_train_features(self, features: torch.Tensor) -> None:
         # The mean over the whole global batch, also when each process holds a shard of it.
         batch_mean = global_mean(features.mean(dim=0, keepdim=True))
-        self.moving_average = update_moving_average(self.moving_average.to(features), batch_mean, self.momentum)
+        self.moving_average = update_moving_average(
+            self.moving_average.to(features), batch_mean, self.momentum
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"moving_average": self.moving_average.cpu(), "momentum": self.momentum}

@@ -118,7 +118,9 @@ class TensorSplit:
         return self._device_cache[device]
 
 
-def augment(batch: torch.Tensor, augmentation: TensorAugmentation, generator: torch.Generator) -> torch.Tensor:
+def augment(
+    batch: torch.Tensor, augmentation: TensorAugmentation, generator: torch.Generator
+) -> torch.Tensor:
     """Random crop with zero padding and random horizontal flip, drawn from `generator` (on CPU)."""
     size, _, height, width = batch.shape
     padding = augmentation.crop_padding
