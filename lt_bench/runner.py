@@ -127,23 +127,14 @@ def run(config: RunConfig) -> dict[str, Any]:
             raise
         _write_failed(config, f"out of memory on {device} while evaluating", started)
         raise UserError(f"out of memory on {device} while evaluating; pass a smaller --backbone") from error
-    record = {
-        "schema": SCHEMA,
-        "status": "finished",
-        "run_id": config.run_id,
-        "method": config.method,
-        "dataset": config.dataset,
-        "backbone": config.backbone,
-        "seed": config.seed,
-        "data_seed": config.data_seed,
-        "config": config.to_json(),
-        "class_counts": data.class_counts,
-        "first_stage": first_stage and {"run_id": first_stage["run_id"], "reused": first_stage["reused"]},
+    record = _record(
+        config,
+        started,
+        status="finished",
+        class_counts=data.class_counts,
+        first_stage=first_stage and {"run_id": first_stage["run_id"], "reused": first_stage["reused"]},
         **evaluation,
-        **environment(),
-        "wall_time_s": round(time.perf_counter() - started, 3),
-        "finished_at": now(),
-    }
+    )
     write_record(config.output, record)
     return distributed.from_main_process(record)
 
@@ -298,24 +289,23 @@ def _claim_folder(paths: RunPaths, config: RunConfig) -> None:
 
 
 def _write_failed(config: RunConfig, reason: str, started: float) -> None:
-    if not distributed.is_main_process():
-        return
-    write_record(
-        config.output,
-        {
-            "schema": SCHEMA,
-            "status": "failed",
-            "error": reason,
-            "run_id": config.run_id,
-            "method": config.method,
-            "dataset": config.dataset,
-            "backbone": config.backbone,
-            "seed": config.seed,
-            "data_seed": config.data_seed,
-            "config": config.to_json(),
-            "metrics": {},
-            **environment(),
-            "wall_time_s": round(time.perf_counter() - started, 3),
-            "finished_at": now(),
-        },
-    )
+    if distributed.is_main_process():
+        write_record(config.output, _record(config, started, status="failed", error=reason, metrics={}))
+
+
+def _record(config: RunConfig, started: float, **fields: Any) -> dict[str, Any]:
+    """A record of `config`: identity, resolved config and environment, then the given fields."""
+    return {
+        "schema": SCHEMA,
+        "run_id": config.run_id,
+        "method": config.method,
+        "dataset": config.dataset,
+        "backbone": config.backbone,
+        "seed": config.seed,
+        "data_seed": config.data_seed,
+        "config": config.to_json(),
+        **fields,
+        **environment(),
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "finished_at": now(),
+    }
