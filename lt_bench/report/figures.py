@@ -32,6 +32,11 @@ def colour(index: int) -> str:
     return plt.get_cmap("tab10")(index % 10)
 
 
+def line_style(index: int) -> str:
+    """Solid for the first ten variants, then dashed, then dotted: colours repeat after ten."""
+    return ("-", "--", ":")[(index // 10) % 3]
+
+
 def per_class_figure(series: dict[str, PerClassSeries], bands: Sequence[ShotBand]) -> Figure:
     """Per-class test accuracy against training images per class (log scale, head on the left)."""
     figure, axes = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
@@ -58,6 +63,7 @@ def per_class_figure(series: dict[str, PerClassSeries], bands: Sequence[ShotBand
             [sum(a) / len(a) for a in by_count.values()],
             linewidth=1.4,
             color=colour(index),
+            linestyle=line_style(index),
             label=label,
         )
     axes.set_xscale("log")
