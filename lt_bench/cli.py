@@ -1,4 +1,4 @@
-"""The `lt-bench` command line: run, sweep, leaderboard, report, list."""
+"""The `lt-bench` command line: run, sweep, status, leaderboard, report, data check, list."""
 
 from __future__ import annotations
 
