@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import random
+import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,7 +75,14 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     torch.save(payload, buffer)
     body = buffer.getvalue()
     if path.exists():
-        os.replace(path, previous_path(path))
+        # Keep the current checkpoint as `.previous` without a moment where `path` is missing.
+        staged = path.with_name(f".{path.name}.previous.tmp")
+        staged.unlink(missing_ok=True)
+        try:
+            os.link(path, staged)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(path, staged)
+        os.replace(staged, previous_path(path))
     write_atomically(path, lambda handle: handle.write(body + CHECKSUM_TAG + _digest(body)))
 
 

@@ -108,14 +108,18 @@ def _assert_same(output: Path, reference: tuple, context_message: str) -> None:
 
 def test_the_console_script_killed_mid_epoch_resumes_exactly(reference, tmp_path):
     command = [LT_BENCH, *COMMAND, "--output", str(tmp_path)]
-    process = subprocess.Popen(command, env=SINGLE_THREAD, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not list(tmp_path.glob("runs/*/checkpoint.pt")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait(timeout=60) == -signal.SIGKILL
+    # Kill as soon as a mid-epoch checkpoint is on disk; an epoch-end checkpoint can slip in before
+    # the signal lands, so try again (resuming the same run) until the kill leaves one mid-epoch.
+    for _attempt in range(5):
+        process = subprocess.Popen(command, env=SINGLE_THREAD, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while _phase(tmp_path) != "mid-epoch" and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+        if _phase(tmp_path) == "mid-epoch":
+            break
     assert _phase(tmp_path) == "mid-epoch"
     subprocess.run(command, check=True, timeout=300, capture_output=True, env=SINGLE_THREAD)
     _assert_same(tmp_path, reference, "the console script killed mid-epoch")
