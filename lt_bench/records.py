@@ -12,6 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lt_bench.atomic import write_json
 
 SCHEMA = "lt-bench/record/1"
@@ -34,14 +36,15 @@ def write_record(output: str | Path, record: dict[str, Any]) -> Path:
 
 
 def environment() -> dict[str, Any]:
-    """Git commit of the harness and versions of the packages that decide a run's numbers."""
+    """Git commit, package versions and CPU thread count: what decides a run's numbers bit for bit
+    (float sums are ordered differently with another number of threads)."""
     versions = {"python": platform.python_version()}
     for package in ("lt-bench", "torch", "torchvision", "timm", "numpy"):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
-    return {"git_commit": git_commit(), "versions": versions}
+    return {"git_commit": git_commit(), "versions": versions, "torch_threads": torch.get_num_threads()}
 
 
 def git_commit() -> str | None:
