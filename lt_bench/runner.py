@@ -74,6 +74,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     paths = RunPaths.of(config)
     torch.manual_seed(config.seed)
     backbone = create_backbone(config.backbone, data.in_chans).to(device)
+    _check_backbone_takes_images(backbone, data, config.backbone, device)
     steps_per_epoch = len(data.train) // config.batch_size
     context = MethodContext(
         dataset=config.dataset,
@@ -285,6 +286,26 @@ def _claim_folder(paths: RunPaths, config: RunConfig) -> None:
         except OSError as error:
             raise UserError(
                 f"cannot create the run folder {paths.folder} ({error.strerror}); pass a writable --output"
+            ) from error
+
+
+@torch.no_grad()
+def _check_backbone_takes_images(
+    backbone: torch.nn.Module, data: LongTailedData, name: str, device: torch.device
+) -> None:
+    """One eval-mode forward of two validation images, so a backbone that cannot take the dataset's
+    image size fails with a one-line error before training (no weights or random state change)."""
+    sample = [(0, torch.arange(min(2, len(data.val))))]
+    backbone.eval()
+    with torch.random.fork_rng(devices=[]):  # a data loader may draw its seed from the global RNG
+        images, _ = next(iter(data.val.batches(sample, train=False, device=device)))
+        try:
+            backbone(images)
+        except (RuntimeError, AssertionError, ValueError) as error:  # timm asserts input sizes
+            reason = str(error).strip().splitlines()[0]
+            raise UserError(
+                f"backbone {name!r} cannot take {data.name}'s {tuple(images.shape[1:])} images "
+                f"({reason}); choose another --backbone"
             ) from error
 
 

@@ -46,6 +46,9 @@ CASES = {
         "have no training images (log prior -inf): lower --imbalance-ratio"),
     "unknown option": ([*DIGITS, "--method", "ce", "--epoch", "1", "--bogus"],
                        "unrecognized arguments: --bogus"),
+    "backbone that cannot take the image size": (
+        [*DIGITS, "--method", "ce", "--backbone", "vit_tiny_patch16_224"],
+        "backbone 'vit_tiny_patch16_224' cannot take digits_lt's (1, 8, 8) images"),
 }  # fmt: skip
 if torch.cuda.is_available():
     del CASES["unknown device"]
