@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from lt_bench.backbones import LongTailClassifier, create_backbone
+from lt_bench.backbones import LongTailClassifier, accelerate, create_backbone
 from lt_bench.data.base import TensorSplit
 from lt_bench.data.sources.cifar import CIFAR_AUGMENTATION, CIFAR_MEAN, CIFAR_STD
 from lt_bench.method import Method, MethodContext
@@ -48,11 +48,8 @@ LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 2e-4
 
 def make_model(channels_last: bool = False, compiled: bool = False) -> LongTailClassifier:
     torch.manual_seed(0)
-    backbone = create_backbone("resnet32_cifar", 3)
-    if compiled:
-        backbone = torch.compile(backbone)
-    model = LongTailClassifier(backbone, nn.Linear(64, NUM_CLASSES))
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+    model = LongTailClassifier(create_backbone("resnet32_cifar", 3), nn.Linear(64, NUM_CLASSES))
+    return accelerate(model, channels_last=channels_last, compile=compiled)  # as `lt-bench run` does
 
 
 def sgd(model: nn.Module) -> torch.optim.SGD:

@@ -121,6 +121,16 @@ def create_backbone(name: str, in_chans: int) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
 
 
+def accelerate(model: nn.Module, *, channels_last: bool, compile: bool) -> nn.Module:
+    """Speed options that keep the model's parameters and state_dict keys: channels_last memory
+    format, and the backbone compiled in place by torch.compile."""
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if compile:
+        model.backbone.compile()
+    return model
+
+
 class LongTailClassifier(nn.Module):
     """A backbone producing features and a method's head producing logits from them."""
 

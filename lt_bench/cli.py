@@ -68,6 +68,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="also checkpoint mid-epoch this often (default 120; every epoch end checkpoints)",
     )
+    speed = parser.add_argument_group("speed (same parameters, kernels may round differently)")
+    speed.add_argument("--channels-last", action="store_true", help="the model in channels_last format")
+    speed.add_argument("--compile", action="store_true", help="the backbone under torch.compile")
     from lt_bench.launch.profiles import add_launch_arguments
 
     add_launch_arguments(parser)
@@ -99,6 +102,8 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         download=args.download or None,
         num_workers=_num_workers(args),
         checkpoint_seconds=args.checkpoint_every,
+        channels_last=args.channels_last or None,
+        compile=args.compile or None,
     )
 
 

@@ -15,7 +15,16 @@ from lt_bench.errors import UserError
 
 SCHEDULES = ("cosine", "multistep")
 # Fields that say where or how a run executes, not what it computes: not part of a run's identity.
-PLACEMENT_FIELDS = ("data_root", "output", "device", "download", "num_workers", "checkpoint_seconds")
+PLACEMENT_FIELDS = (
+    "data_root",
+    "output",
+    "device",
+    "download",
+    "num_workers",
+    "checkpoint_seconds",
+    "channels_last",
+    "compile",
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class RunConfig:
     download: bool = False
     num_workers: int = 0
     checkpoint_seconds: float = 120.0  # mid-epoch checkpoint interval (every epoch end checkpoints too)
+    channels_last: bool = False  # speed only: the model in channels_last memory format
+    compile: bool = False  # speed only: the backbone under torch.compile
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the result (placement fields left out)."""

@@ -14,7 +14,7 @@ import torch
 
 from lt_bench import distributed
 from lt_bench.atomic import write_json
-from lt_bench.backbones import LongTailClassifier, create_backbone
+from lt_bench.backbones import LongTailClassifier, accelerate, create_backbone
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
@@ -102,6 +102,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
         plan = _plan(config, method.second_stage_epochs(), "cosine", 0)
     _claim_folder(paths, config)  # after every check of the input, so bad input leaves no folder
+    accelerate(model, channels_last=config.channels_last, compile=config.compile)
     try:
         train(
             model,

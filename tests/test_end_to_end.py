@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lt_bench.config import resolve_config
 from lt_bench.runner import run
@@ -102,3 +103,18 @@ def test_imagenet_lt_without_data_says_what_is_needed(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert "ImageNet_LT" in lines[0] and "--data-root" in lines[0]
+
+
+def test_channels_last_and_compile_train_the_same_run_faster_kernels_only(tmp_path):
+    plain = run(resolve_config("ce", "digits_lt", epochs=2, output=str(tmp_path / "plain")))
+    config = resolve_config(
+        "ce", "digits_lt", epochs=2, output=str(tmp_path / "fast"), channels_last=True, compile=True
+    )
+    fast = run(config)
+    assert fast["run_id"] == plain["run_id"]  # speed options are not part of what a run computes
+    assert fast["config"]["channels_last"] and fast["config"]["compile"]
+    # Other kernels round differently: the same model up to a few of the 400 test images.
+    assert abs(fast["metrics"]["test"]["top1"] - plain["metrics"]["test"]["top1"]) <= 0.02
+    checkpoints = [torch.load(Path(c.output) / "runs" / c.run_id / "checkpoint.pt", weights_only=False)
+                   for c in (config.replace(output=str(tmp_path / "plain")), config)]  # fmt: skip
+    assert checkpoints[0]["model"].keys() == checkpoints[1]["model"].keys()
