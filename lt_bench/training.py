@@ -148,13 +148,14 @@ def train(
                 features, logits = network(images)
                 method.on_train_features(features.detach())
                 loss = method.loss(logits, targets)
-                if not math.isfinite(loss.item()):
-                    raise TrainingDiverged(epoch, step, loss.item())
+                loss_value = loss.item()  # one device sync a step, for the check and the totals
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(epoch, step, loss_value)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 correct = int((logits.argmax(1) == targets).sum())
-                progress.add_step(loss.item(), correct, len(targets))
+                progress.add_step(loss_value, correct, len(targets))
                 due = time.monotonic() >= next_checkpoint and step + 1 < steps
                 if due and distributed.is_main_process():
                     progress.seconds = time.perf_counter() - started
