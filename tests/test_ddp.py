@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -215,30 +213,9 @@ def test_moving_average_is_the_mean_over_the_global_batch_and_shards_split_it(tm
         assert result["uneven"].startswith("the global batch of 5 does not split over 2 processes")
 
 
-def test_torchrun_runs_the_cli_with_two_processes(tmp_path: Path) -> None:
+def test_torchrun_runs_the_cli_with_two_processes(tmp_path: Path, torchrun) -> None:
     output = tmp_path / "results"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "lt_bench.cli",
-        "run",
-        "--method",
-        "ce",
-        "--dataset",
-        "digits_lt",
-        "--epochs",
-        "2",
-        "--output",
-        str(output),
-    ]
-    finished = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+    finished = torchrun(2, *"run --method ce --dataset digits_lt --epochs 2 --output".split(), str(output))
     assert finished.returncode == 0, finished.stderr[-3000:]
     config = resolve_config("ce", "digits_lt", epochs=2, output=str(output))
     record = json.loads(RunPaths.of(config).record.read_text())

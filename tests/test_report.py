@@ -22,18 +22,7 @@ def results(tmp_path_factory) -> Path:
     assert (
         main(
             [
-                "sweep",
-                "--methods",
-                "ce",
-                "causal_tde",
-                "--dataset",
-                "digits_lt",
-                "--seeds",
-                "0",
-                "1",
-                "--epochs",
-                "1",
-                "--output",
+                *"sweep --methods ce causal_tde --dataset digits_lt --seeds 0 1 --epochs 1 --output".split(),
                 str(output),
             ]
         )

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -52,23 +51,9 @@ def test_a_sweep_is_one_job_array_whose_records_reach_the_leaderboard(slurm, tmp
     assert (
         main(
             [
-                "sweep",
-                "--methods",
-                "ce",
-                "causal_tde",
-                "--dataset",
-                "digits_lt",
-                "--seeds",
-                "0",
-                "1",
-                "--epochs",
-                "2",
-                "--output",
+                *"sweep --methods ce causal_tde --dataset digits_lt --seeds 0 1 --epochs 2 --output".split(),
                 str(output),
-                "--launcher",
-                "slurm",
-                "--cluster",
-                "local",
+                *"--launcher slurm --cluster local".split(),
             ]
         )
         == 0
@@ -170,37 +155,14 @@ def test_a_requeued_and_a_preempted_job_resume_and_match_an_uninterrupted_run(sl
     )
 
 
-def test_a_two_task_job_trains_with_ddp_like_torchrun(slurm, tmp_path) -> None:
+def test_a_two_task_job_trains_with_ddp_like_torchrun(slurm, tmp_path, torchrun) -> None:
     on_slurm = resolve_config("ce", "digits_lt", epochs=2, output=str(tmp_path / "slurm"))
     with_torchrun = on_slurm.replace(output=str(tmp_path / "torchrun"))
     overrides = {"processes_per_node": 2}
     job = launch([on_slurm], cluster="local", overrides=overrides, rerun=False, device_given=False)[0]
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "lt_bench.cli",
-        "run",
-        "--method",
-        "ce",
-        "--dataset",
-        "digits_lt",
-        "--epochs",
-        "2",
-        "--output",
-        with_torchrun.output,
-    ]
-    subprocess.run(
-        command,
-        check=True,
-        capture_output=True,
-        timeout=WAIT_SECONDS,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    finished = torchrun(2, *"run --method ce --dataset digits_lt --epochs 2 --output".split(),
+                        with_torchrun.output, timeout=WAIT_SECONDS)  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
 
     assert [s.state for s in _wait_until_settled(tmp_path / "slurm", 1)] == ["finished"]
     for rank in (0, 1):  # two SLURM tasks, each a DDP process from submitit's job environment
@@ -216,21 +178,9 @@ def test_status_reports_a_job_that_failed_with_its_error(slurm, tmp_path, capsys
     assert (
         main(
             [
-                "run",
-                "--method",
-                "ce",
-                "--dataset",
-                "digits_lt",
-                "--epochs",
-                "1",
-                "--knob",
-                "alpha=1",
-                "--output",
+                *"run --method ce --dataset digits_lt --epochs 1 --knob alpha=1 --output".split(),
                 str(output),
-                "--launcher",
-                "slurm",
-                "--cluster",
-                "local",
+                *"--launcher slurm --cluster local".split(),
             ]
         )
         == 0
