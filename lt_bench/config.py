@@ -12,8 +12,10 @@ from typing import Any
 
 from lt_bench.data.base import DATASETS, Recipe
 from lt_bench.errors import UserError
+from lt_bench.protocol import PROTOCOLS
 
 SCHEDULES = ("cosine", "multistep")
+SELECTIONS = ("last", "best-val")
 # Fields that say where or how a run executes, not what it computes: not part of a run's identity.
 PLACEMENT_FIELDS = (
     "data_root",
@@ -43,6 +45,12 @@ class RunConfig:
     warmup_epochs: int = 0
     milestones: tuple[int, ...] = ()
     lr_decay: float = 0.1
+    nesterov: bool = False
+    warmup_start: float = 0.0
+    zero_init_last: bool = True
+    select: str = "last"
+    protocol: str = "shared"
+    custom_lists: bool = False  # split lists other than the published ones (their digest is recorded)
     seed: int = 0
     data_seed: int = 0
     imbalance_ratio: float | None = None
@@ -140,6 +148,18 @@ def validate(config: RunConfig) -> None:
             "--seed and --data-seed must be in [0, 2**63)",
         ),
         (_positive(config.lr_decay), f"--lr-decay must be a positive number, got {config.lr_decay}"),
+        (
+            0 <= config.warmup_start <= 1,
+            f"--warmup-start must be a fraction of the lr in [0, 1], got {config.warmup_start}",
+        ),
+        (
+            config.select in SELECTIONS,
+            f"--select must be one of {', '.join(SELECTIONS)}, got {config.select!r}",
+        ),
+        (
+            config.protocol in PROTOCOLS,
+            f"--protocol must be one of {', '.join(PROTOCOLS)}, got {config.protocol!r}",
+        ),
         (
             _non_negative(config.checkpoint_seconds),
             f"--checkpoint-every must be >= 0 seconds, got {config.checkpoint_seconds}",

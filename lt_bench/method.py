@@ -12,6 +12,8 @@ The core calls these hooks in this order:
     evaluation:  method.inference_logits(head, features, **knobs)  # (e) knobs picked on val
 
 Method state that must survive a restart lives in `state_dict()` / `load_state_dict()`.
+(g) `paper`, `paper_recipes` and `reported` are data: the method's paper, how its official code
+trains it per dataset (used under `--protocol paper`) and the numbers its paper reports.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lt_bench.data import samplers
+from lt_bench.protocol import Paper, PaperRecipe, Reported
 from lt_bench.registry import Registry
 
 
@@ -40,6 +43,7 @@ class MethodContext:
     steps_per_epoch: int
     base_lr: float
     lr_milestones: tuple[int, ...] = ()  # epochs where a multi-step schedule drops the rate
+    protocol: str = "shared"  # "shared" (the dataset's recipe) or "paper" (the method's own recipe)
 
 
 class Method:
@@ -50,6 +54,10 @@ class Method:
 
     description: ClassVar[str] = ""
     first_stage: ClassVar[str | None] = None  # (f) the method whose finished run this one continues
+    # (g) the method's paper: its recipe per dataset (the `paper` protocol) and its published rows
+    paper: ClassVar[Paper | None] = None
+    paper_recipes: ClassVar[Mapping[str, PaperRecipe]] = {}
+    reported: ClassVar[tuple[Reported, ...]] = ()
 
     def __init__(self, context: MethodContext) -> None:
         self.context = context

@@ -25,8 +25,12 @@ class Recipe:
     momentum: float = 0.9
     schedule: str = "cosine"  # "cosine" or "multistep"
     warmup_epochs: int = 0
-    milestones: tuple[int, ...] = ()
+    milestones: tuple[int, ...] = ()  # 0-based epochs from which the rate is multiplied by lr_decay
     lr_decay: float = 0.1  # multistep factor applied at each milestone
+    nesterov: bool = False
+    warmup_start: float = 0.0  # warm-up epoch e runs at lr·(s + (1 − s)·(e + 1)/warmup_epochs)
+    zero_init_last: bool = True  # timm's zero-initialised last BatchNorm of each residual block
+    select: str = "last"  # which epoch's weights are tested: "last" or "best-val"
 
 
 @dataclass(frozen=True)
