@@ -26,7 +26,12 @@ def _knob(text: str) -> tuple[str, float]:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Training overrides shared by `run` and `sweep`; unset ones come from the dataset's recipe."""
-    group = parser.add_argument_group("overrides of the dataset recipe")
+    parser.add_argument(
+        "--protocol",
+        choices=("shared", "paper"),
+        help="shared: the dataset's recipe for every method (default); paper: the method's paper's recipe",
+    )
+    group = parser.add_argument_group("overrides of the protocol's recipe")
     group.add_argument("--backbone", help="any timm model name (default: the dataset's recipe)")
     group.add_argument("--epochs", type=int)
     group.add_argument("--batch-size", type=int, help="global batch; the recipe lr scales with it")
@@ -35,6 +40,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--momentum", type=float)
     group.add_argument("--schedule", choices=("cosine", "multistep"))
     group.add_argument("--warmup-epochs", type=int)
+    group.add_argument(
+        "--warmup-start", type=float, help="warm-up starts at this fraction of the lr (0: LDAM-DRW's ramp)"
+    )
+    group.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
+    group.add_argument(
+        "--select",
+        choices=("last", "best-val"),
+        help="test the last epoch's weights or the best epoch on the validation split",
+    )
     group.add_argument("--milestones", type=int, nargs="*")
     group.add_argument("--lr-decay", type=float, help="multistep factor at each milestone")
     group.add_argument("--imbalance-ratio", type=float)
@@ -82,6 +96,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
     return resolve_config(
         method,
         dataset,
+        protocol=args.protocol,
         backbone=args.backbone,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -90,6 +105,9 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         momentum=args.momentum,
         schedule=args.schedule,
         warmup_epochs=args.warmup_epochs,
+        warmup_start=args.warmup_start,
+        nesterov=args.nesterov,
+        select=args.select,
         milestones=tuple(args.milestones) if args.milestones is not None else None,
         lr_decay=args.lr_decay,
         imbalance_ratio=args.imbalance_ratio,
