@@ -205,10 +205,22 @@ def _read_records(output: str) -> list[dict[str, Any]]:
 def _write_leaderboard(output: str, destination: str | None) -> None:
     from lt_bench.atomic import write_atomically
     from lt_bench.leaderboard import leaderboard_markdown
+    from lt_bench.records import records_dir
 
+    if not records_dir(output).is_dir():
+        raise UserError(
+            f"no run records under {output}; pass as --output the results tree whose records/ "
+            "folder holds them, or run `lt-bench sweep` into it first"
+        )
     markdown = leaderboard_markdown(_read_records(output))
     path = Path(destination) if destination else Path(output) / "leaderboard.md"
-    write_atomically(path, lambda handle: handle.write(markdown.encode()))
+    try:
+        write_atomically(path, lambda handle: handle.write(markdown.encode()))
+    except OSError as error:
+        raise UserError(
+            f"cannot write the leaderboard to {path} ({error.strerror or error}); "
+            "pass --write FILE in a folder you can write to"
+        ) from error
     print(markdown, end="")
     print(f"(written to {path})")
 
