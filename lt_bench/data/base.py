@@ -190,6 +190,7 @@ class DatasetSource(ABC):
     description: ClassVar[str]
     recipe: ClassVar[Recipe]
     default_imbalance_ratio: ClassVar[float | None] = None  # None: the split is fixed by files
+    validation_is_test: ClassVar[bool] = False  # True: no labelled split besides the test images
 
     @abstractmethod
     def load(self, options: DataOptions) -> LongTailedData:
