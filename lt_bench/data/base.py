@@ -196,6 +196,7 @@ class DatasetSource(ABC):
     recipe: ClassVar[Recipe]
     default_imbalance_ratio: ClassVar[float | None] = None  # None: the split is fixed by list files
     takes_data_root: ClassVar[bool] = True  # False: the files ship inside installed packages
+    validation_is_test: ClassVar[bool] = False  # True: no labelled split besides the test images
 
     def load(self, options: DataOptions) -> LongTailedData:
         """The splits, after refusing (or warning about) options that do not apply to this dataset."""

@@ -65,6 +65,7 @@ class INaturalist2018(DatasetSource):
     )
     # The ImageNet-LT recipe, as decoupling trains iNat18 with the same schedule family.
     recipe = Recipe(backbone="resnet50", epochs=90, batch_size=512, lr=0.2, weight_decay=5e-4)
+    validation_is_test = True
 
     def read(self, options: DataOptions) -> LongTailedData:
         root = required_root(options, self._where())
