@@ -53,7 +53,8 @@ def check_dataset(name: str, options: DataOptions, *, decode: bool = False) -> C
         )
     )
     if data.lists_digest:
-        lines.append(f"  custom split lists (digest {data.lists_digest}): not compared with the published")
+        digest = data.lists_digest
+        lines.append(f"  custom split lists (digest {digest}): not compared with the published ones")
     if published is not None:
         _compare(name, published, data.num_classes, sizes, shot_groups)
         lines.append(f"  matches the published numbers ({published.source})")
