@@ -64,6 +64,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     place.add_argument("--data-seed", type=int, default=0, help="seed of the long-tailed subset (default 0)")
     place.add_argument("--data-root", help="folder holding the dataset's files")
     place.add_argument("--download", action="store_true", help="download the dataset when a network is there")
+    place.add_argument("--custom-lists", action="store_true", help="split lists not the published ones")
     place.add_argument(
         "--num-workers",
         type=int,
@@ -118,6 +119,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         output=args.output,
         device=args.device,
         download=args.download or None,
+        custom_lists=args.custom_lists or None,
         num_workers=_num_workers(args),
         checkpoint_seconds=args.checkpoint_every,
         channels_last=args.channels_last or None,
@@ -307,8 +309,15 @@ def command_data_check(args: argparse.Namespace) -> None:
         imbalance_ratio=args.imbalance_ratio,
         data_seed=args.data_seed,
         download=args.download,
+        custom_lists=args.custom_lists,
     )
-    print("\n".join(check_dataset(args.dataset, options).lines))
+    report = check_dataset(args.dataset, options, decode=args.decode)
+    print("\n".join([*report.lines, *report.unreadable]))
+    if report.unreadable:
+        raise UserError(
+            f"images that cannot be decoded: {len(report.unreadable)} (named above); replace the files, or "
+            f"drop their entries from the lists and pass --custom-lists"
+        )
 
 
 def command_list(args: argparse.Namespace) -> None:
@@ -415,6 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data-seed", type=int, default=0)
     check.add_argument(
         "--download", action="store_true", help="fetch missing split lists when a network is there"
+    )
+    check.add_argument(
+        "--custom-lists",
+        action="store_true",
+        help="split lists other than the published ones: check them, but compare nothing with the published",
+    )
+    check.add_argument(
+        "--decode", action="store_true", help="also open and fully decode every image, in parallel"
     )
     check.set_defaults(handler=command_data_check)
 

@@ -160,6 +160,7 @@ def load_data(config: RunConfig) -> LongTailedData:
         data_seed=config.data_seed,
         download=config.download,
         num_workers=config.num_workers,
+        custom_lists=config.custom_lists,
     )
     data = DATASETS.get(config.dataset)().load(options)
     if config.batch_size > len(data.train):
