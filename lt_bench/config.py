@@ -8,9 +8,11 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lt_bench.data.base import DATASETS
+from lt_bench.data.split_lists import files_digest
 from lt_bench.errors import UserError
 from lt_bench.protocol import PROTOCOLS
 
@@ -50,7 +52,8 @@ class RunConfig:
     zero_init_last: bool = True
     select: str = "last"
     protocol: str = "shared"
-    custom_lists: bool = False  # split lists other than the published ones (their digest is recorded)
+    custom_lists: bool = False  # split lists other than the published ones
+    lists_digest: str | None = None  # with custom_lists: a digest of the list files, so they name the run
     seed: int = 0
     data_seed: int = 0
     imbalance_ratio: float | None = None
@@ -114,8 +117,12 @@ def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **
         )
     values.update(scaled_schedule(recipe, values["epochs"], given))
     values["milestones"] = tuple(values.get("milestones", ()))
+    source = DATASETS.get(dataset)
     if values.get("imbalance_ratio") is None:
-        values["imbalance_ratio"] = DATASETS.get(dataset).default_imbalance_ratio
+        values["imbalance_ratio"] = source.default_imbalance_ratio
+    list_files = source().split_list_files(Path(values.get("data_root") or "."))
+    if values.get("custom_lists") and list_files:
+        values["lists_digest"] = files_digest(list_files)
     config = RunConfig(method=method, dataset=dataset, protocol=protocol, **values)
     validate(config)
     if config.select == "best-val" and DATASETS.get(dataset).validation_is_test:

@@ -163,6 +163,11 @@ def load_data(config: RunConfig) -> LongTailedData:
         custom_lists=config.custom_lists,
     )
     data = DATASETS.get(config.dataset)().load(options)
+    if data.lists_digest != config.lists_digest:
+        raise UserError(
+            f"the split lists of {config.dataset} changed after this run was configured "
+            f"(digest {data.lists_digest} vs {config.lists_digest}); start the command again"
+        )
     if config.batch_size > len(data.train):
         raise UserError(
             f"--batch-size {config.batch_size} is larger than the {len(data.train)} training images of "

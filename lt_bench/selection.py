@@ -28,7 +28,7 @@ def _default(spec: dataclasses.Field) -> Any:
 # field order, None where it has none), and for the record's own fields the values every run had
 # before they were recorded.
 CONFIG_DEFAULTS = {spec.name: _default(spec) for spec in dataclasses.fields(RunConfig)}
-RECORD_DEFAULTS = {"world_size": 1, "precision": "fp32", "lists_digest": None}
+RECORD_DEFAULTS = {"world_size": 1, "precision": "fp32"}
 DIGEST_FIELDS = ("lists_digest", "method_code")  # shown shortened
 
 

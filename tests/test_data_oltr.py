@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from lt_bench.cli import main
+from lt_bench.config import resolve_config
 from lt_bench.data import DATASETS, DataOptions
 from lt_bench.data.check import check_dataset
 from lt_bench.data.split_lists import fetch, git_blob_sha1
@@ -128,6 +129,18 @@ def test_custom_lists_are_named_by_a_digest_of_their_bytes(tmp_path: Path) -> No
     assert source.load(DataOptions(data_root=tmp_path, custom_lists=True)).lists_digest == digest
     (tmp_path / "ImageNet_LT_val.txt").write_text("".join(f"{line}\n" for line in lines["val"][:-1]))
     assert source.load(DataOptions(data_root=tmp_path, custom_lists=True)).lists_digest not in (digest, None)
+
+
+def test_other_custom_lists_are_another_run(tmp_path: Path) -> None:
+    lines = write_imagenet_lt(tmp_path)
+    first = resolve_config("ce", "imagenet_lt", data_root=str(tmp_path), custom_lists=True)
+    assert (
+        first.lists_digest
+        == DATASETS.get("imagenet_lt")().load(DataOptions(data_root=tmp_path, custom_lists=True)).lists_digest
+    )
+    (tmp_path / "ImageNet_LT_val.txt").write_text("".join(f"{line}\n" for line in lines["val"][:-1]))
+    second = resolve_config("ce", "imagenet_lt", data_root=str(tmp_path), custom_lists=True)
+    assert second.lists_digest != first.lists_digest and second.run_id != first.run_id
 
 
 @pytest.mark.parametrize(

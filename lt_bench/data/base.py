@@ -222,5 +222,9 @@ class DatasetSource(ABC):
         """The published sizes the loaded data must match; None when there are none."""
         return None
 
+    def split_list_files(self, root: Path) -> tuple[Path, ...]:
+        """The files under `root` that fix the splits (none for datasets built in memory)."""
+        return ()
+
 
 DATASETS: Registry[type[DatasetSource]] = Registry("dataset", builtin_package="lt_bench.data.sources")

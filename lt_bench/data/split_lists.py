@@ -170,11 +170,14 @@ def _positions_refusing_repeats(split_list: SplitList) -> dict[str, int]:
     return first_at
 
 
-def lists_digest(lists: dict[str, SplitList]) -> str:
-    """A short sha256 over the list files' bytes, in split order: the name of a custom-lists variant."""
+def files_digest(paths: Sequence[Path]) -> str:
+    """A short sha256 over the files' bytes, in order: the name of a custom-lists variant."""
     digest = hashlib.sha256()
-    for split_list in lists.values():
-        data = split_list.origins.file.read_bytes()
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise UserError(f"{path} is not readable ({error.strerror}); put the split list there") from error
         digest.update(b"%d\0" % len(data) + data)
     return digest.hexdigest()[:12]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from lt_bench.data.base import DATASETS, DataOptions, DatasetSource, LongTailedData, Published, Recipe
 from lt_bench.data.files import FileSplit, imagenet_transforms, required_root
-from lt_bench.data.split_lists import Origins, SplitList, check_split_lists, lists_digest
+from lt_bench.data.split_lists import Origins, SplitList, check_split_lists, files_digest
 from lt_bench.errors import UserError
 
 # iNat18 normalisation of the decoupling code base (Kang et al. 2020); no colour jitter there.
@@ -94,7 +94,7 @@ class INaturalist2018(DatasetSource):
             test=val,
             class_counts=np.bincount(train_list.labels, minlength=num_classes).tolist(),
             in_chans=3,
-            lists_digest=lists_digest(lists) if options.custom_lists else None,
+            lists_digest=files_digest(self.split_list_files(root)) if options.custom_lists else None,
         )
 
     def published(self, options: DataOptions) -> Published:
@@ -105,6 +105,9 @@ class INaturalist2018(DatasetSource):
             split_sizes={"train": 437_513, "val": 24_426, "test": 24_426},
             source="visipedia/inat_comp 2018 README",
         )
+
+    def split_list_files(self, root: Path) -> tuple[Path, ...]:
+        return tuple(root / file for file in FILES.values())
 
     def _where(self) -> str:
         return (

@@ -15,7 +15,7 @@ import torch
 
 from lt_bench.data.base import DATASETS, DataOptions, DatasetSource, LongTailedData, Published, Recipe
 from lt_bench.data.files import FileSplit, imagenet_transforms, required_root
-from lt_bench.data.split_lists import check_split_lists, ensure_list, lists_digest, read_path_label_list
+from lt_bench.data.split_lists import check_split_lists, ensure_list, files_digest, read_path_label_list
 
 # ResNeXt-50, 90 epochs, global batch 512, lr 0.2, cosine, wd 5e-4 (the TDE / decoupling recipe).
 OLTR_RECIPE = Recipe(backbone="resnext50_32x4d", epochs=90, batch_size=512, lr=0.2, weight_decay=5e-4)
@@ -94,7 +94,7 @@ class OltrDataset(DatasetSource):
             test=splits["test"],
             class_counts=torch.bincount(splits["train"].labels, minlength=self.num_classes).tolist(),
             in_chans=3,
-            lists_digest=lists_digest(lists) if options.custom_lists else None,
+            lists_digest=files_digest(self.split_list_files(root)) if options.custom_lists else None,
         )
 
     def published(self, options: DataOptions) -> Published:
@@ -106,6 +106,9 @@ class OltrDataset(DatasetSource):
             list_files={split: (root / self.lists.file(split), self.lists.blobs[split]) for split in SPLITS},
             source="OLTR split lists (Liu et al. 2019) as classifier-balancing ships them",
         )
+
+    def split_list_files(self, root: Path) -> tuple[Path, ...]:
+        return tuple(root / self.lists.file(split) for split in SPLITS)
 
     def _where(self) -> str:
         files = ", ".join(self.lists.file(split) for split in SPLITS)
