@@ -39,7 +39,7 @@ class Recipe:
 class ShotRule:
     """Many/medium/few groups from *training* counts: many > 100, medium 20–100, few < 20.
 
-    The rule of classifier-balancing and the TDE code (shared/reference/datasets.md A5).
+    The rule of classifier-balancing (`utils.py` `shot_acc`) and the TDE code (`classification/utils.py`).
     """
 
     many_above: int = 100

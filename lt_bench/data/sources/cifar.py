@@ -21,12 +21,12 @@ from lt_bench.data.base import (
 from lt_bench.data.subsets import in_memory_long_tailed, resolved_imbalance_ratio
 from lt_bench.errors import UserError
 
-# LDAM-DRW's normalisation and augmentation for both CIFARs (shared/reference/baselines.md §1.1).
+# LDAM-DRW's normalisation and augmentation for both CIFARs (kaidic/LDAM-DRW `cifar_train.py`).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 CIFAR_AUGMENTATION = TensorAugmentation(crop_padding=4, horizontal_flip=True)
 # ResNet-32, 200 epochs, batch 128, lr 0.1, wd 2e-4, 5 warm-up epochs, lr ×0.01 at 160 and ×0.0001
-# at 180 (LDAM-DRW `cifar_train.py`; shared/reference/baselines.md).
+# at 180 (kaidic/LDAM-DRW `cifar_train.py`, `adjust_learning_rate`).
 CIFAR_RECIPE = Recipe(
     backbone="resnet32_cifar",
     epochs=200,
@@ -147,7 +147,7 @@ class CifarLT(DatasetSource):
             num_classes=self.num_classes,
             split_sizes={"train": train_size, "val": None, "test": 10_000},
             shot_groups=shot_groups,
-            source="LDAM-DRW construction (Cao et al. 2019); shared/reference/datasets.md A1",
+            source="LDAM-DRW construction (Cao et al. 2019; kaidic/LDAM-DRW imbalance_cifar.py)",
         )
 
     def _where(self) -> str:
@@ -192,7 +192,7 @@ class Cifar10LT(CifarLT):
         archive_url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         archive_md5="c58f30108f718f92721af3b95e74349a",
     )
-    # Training totals and class groups (>100 / 20–100 / <20) per IR (shared/reference/datasets.md A1, A5).
+    # Training totals and class groups (>100 / 20–100 / <20) per IR (Cao et al. 2019, their construction).
     published_by_ratio = {
         100.0: (12_406, (8, 2, 0)),
         50.0: (13_996, (9, 1, 0)),

@@ -1,7 +1,7 @@
 """ImageNet-LT and Places-LT: the split lists of the OLTR project (Liu et al. 2019) over the user's images.
 
 The lists (one `relative/path label` per line) are the ones classifier-balancing redistributes;
-their git blobs and sizes are in shared/reference/datasets.md A2, A3, A8.
+their git blobs and sizes are those of facebookresearch/classifier-balancing `data/`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class OltrLists:
 
 
 def places365_official(relative: str) -> str:
-    """A Places-LT list path in the official Places365 256×256 layout (shared/reference/datasets.md A3):
+    """A Places-LT list path in the official Places365-Standard 256×256 layout (Zhou et al. 2017):
     train/<a-b>/<f> → data_256/<a>/<a/b>/<f>; val/<class>/<f> → val_256/<f>."""
     split, category, name = relative.split("/", 2)
     if split == "val":
