@@ -55,23 +55,34 @@ class CifarFiles:
     archive_md5: str
 
 
-def _read_pickle(path: Path) -> dict:
+def _read_pickle(path: Path, keys: tuple[str, ...]) -> dict:
+    """A CIFAR pickle as a dict with str keys, holding `keys`. Copies saved after loading with
+    encoding="bytes" have bytes keys (b"data", b"labels") and bytes class names: both are accepted."""
     if not path.is_file():
         raise FileNotFoundError(path)
     try:
         with path.open("rb") as handle:
-            return pickle.load(handle, encoding="latin1")
+            batch = pickle.load(handle, encoding="latin1")
     except (pickle.UnpicklingError, EOFError, ValueError) as error:
         raise UserError(
             f"{path} is not a CIFAR python batch ({error}); extract the official archive again"
         ) from error
+    fields = {_text(key): value for key, value in batch.items()} if isinstance(batch, dict) else {}
+    missing = [key for key in keys if key not in fields]
+    if missing:
+        raise UserError(f"{path} lacks the CIFAR fields {missing}; extract the official archive again")
+    return fields
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin1") if isinstance(value, bytes) else value
 
 
 def _read_batches(paths: list[Path], label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [N, 3, 32, 32] and int64 labels of the batches, in file order."""
     images, labels = [], []
     for path in paths:
-        batch = _read_pickle(path)
+        batch = _read_pickle(path, ("data", label_key))
         data = np.asarray(batch["data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[label_key]) != len(data):
             raise UserError(
@@ -93,7 +104,7 @@ class CifarLT(DatasetSource):
     # Published training total and many/medium/few class numbers per imbalance ratio.
     published_by_ratio: ClassVar[dict[float, tuple[int, tuple[int, int, int]]]]
 
-    def load(self, options: DataOptions) -> LongTailedData:
+    def read(self, options: DataOptions) -> LongTailedData:
         ratio = resolved_imbalance_ratio(options, self.default_imbalance_ratio)
         folder = self._folder(options)
         try:
@@ -101,7 +112,8 @@ class CifarLT(DatasetSource):
                 [folder / f for f in self.files.train], self.files.label_key
             )
             test_images, test_labels = _read_batches([folder / self.files.test], self.files.label_key)
-            class_names = list(_read_pickle(folder / self.files.meta)[self.files.names_key])
+            meta = _read_pickle(folder / self.files.meta, (self.files.names_key,))
+            class_names = [_text(name) for name in meta[self.files.names_key]]
         except FileNotFoundError as error:
             raise UserError(f"{error.args[0]} is missing: {self._where()}") from error
         for path, labels in (

@@ -15,7 +15,7 @@ import torch
 
 from lt_bench.data.base import DATASETS, DataOptions, DatasetSource, LongTailedData, Published, Recipe
 from lt_bench.data.files import FileSplit, imagenet_transforms, required_root
-from lt_bench.data.split_lists import ensure_list, read_path_label_list
+from lt_bench.data.split_lists import check_split_lists, ensure_list, lists_digest, read_path_label_list
 
 # ResNeXt-50, 90 epochs, global batch 512, lr 0.2, cosine, wd 5e-4 (the TDE / decoupling recipe).
 OLTR_RECIPE = Recipe(backbone="resnext50_32x4d", epochs=90, batch_size=512, lr=0.2, weight_decay=5e-4)
@@ -66,22 +66,26 @@ class OltrDataset(DatasetSource):
     images_hint: ClassVar[str]
     recipe = OLTR_RECIPE
 
-    def load(self, options: DataOptions) -> LongTailedData:
+    def read(self, options: DataOptions) -> LongTailedData:
         root = required_root(options, self._where())
+        lists = {
+            split: read_path_label_list(self._list_path(root, split, options.download), self.num_classes)
+            for split in SPLITS
+        }
+        check_split_lists(
+            lists, self.published(options), num_classes=self.num_classes, custom=options.custom_lists
+        )
         transforms = imagenet_transforms()
-        splits = {}
-        for split in SPLITS:
-            path = self._list_path(root, split, options.download)
-            relative_paths, labels = read_path_label_list(path, self.num_classes)
-            splits[split] = FileSplit.under(
+        splits = {
+            split: FileSplit.under(
                 root,
-                relative_paths,
-                labels,
+                lists[split],
                 layouts=self.layouts,
-                described_as=str(path),
                 transforms=transforms,
                 num_workers=options.num_workers,
             )
+            for split in SPLITS
+        }
         return LongTailedData(
             name=self.name,
             num_classes=self.num_classes,
@@ -90,6 +94,7 @@ class OltrDataset(DatasetSource):
             test=splits["test"],
             class_counts=torch.bincount(splits["train"].labels, minlength=self.num_classes).tolist(),
             in_chans=3,
+            lists_digest=lists_digest(lists) if options.custom_lists else None,
         )
 
     def published(self, options: DataOptions) -> Published:
