@@ -271,6 +271,7 @@ def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int) -> 
             warmup_epochs=warmup_epochs,
             milestones=config.milestones,
             lr_decay=config.lr_decay,
+            warmup_start=config.warmup_start,
         )
 
     return StagePlan(
