@@ -60,6 +60,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="fix a test-time knob instead of selecting it on validation (e.g. alpha=2.0)",
     )
+    group.add_argument(
+        "--pretrained", action="store_true", help="start from timm's published weights of the backbone"
+    )
+    group.add_argument(
+        "--pretrained-file", metavar="PATH", help="start the backbone from a local state dict file"
+    )
     place = parser.add_argument_group("data and output")
     place.add_argument("--data-seed", type=int, default=0, help="seed of the long-tailed subset (default 0)")
     place.add_argument("--data-root", help="folder holding the dataset's files")
@@ -99,6 +105,8 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         dataset,
         protocol=args.protocol,
         backbone=args.backbone,
+        pretrained=args.pretrained or None,
+        pretrained_file=args.pretrained_file,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

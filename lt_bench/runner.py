@@ -74,7 +74,13 @@ def run(config: RunConfig) -> dict[str, Any]:
     device = distributed.start_from_environment(_device(config.device))
     paths = RunPaths.of(config)
     torch.manual_seed(config.seed)
-    backbone = create_backbone(config.backbone, data.in_chans).to(device)
+    backbone = create_backbone(
+        config.backbone,
+        data.in_chans,
+        zero_init_last=config.zero_init_last,
+        pretrained=config.pretrained,
+        pretrained_file=Path(config.pretrained_file) if config.pretrained_file else None,
+    ).to(device)
     _check_backbone_takes_images(backbone, data, config.backbone, device)
     steps_per_epoch = len(data.train) // config.batch_size
     context = MethodContext(
