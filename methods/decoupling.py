@@ -58,9 +58,9 @@ EPOCH_START_COSINE = (
     "lr·(1 + cos(πk/T))/2 and the last at 0, lt-bench's epoch k at the rate of official epoch k − 1 "
     "(a negligible shift)."
 )
-CLASS_AWARE_SAMPLING = (
-    "with ClassAwareSampler (a shuffled cycle of classes, 4 images per class visit); lt-bench draws "
-    "each image's class uniformly at random (the same balance in expectation)"
+CLASS_AWARE_CYCLES = (
+    "Stage 2's class-aware sampling restarts its class and image cycles every epoch; the official "
+    "ClassAwareSampler carries them over (negligible)."
 )
 README_TABLE = "README results, ImageNet_LT"
 # ImageNet-LT joint training of config/ImageNet_LT/feat_uniform.yaml, which the TDE and Balanced
@@ -101,16 +101,15 @@ JOINT_RECIPES = {
         ),
     ),
 }
-# Places-LT's stage 1 is an ImageNet-pretrained ResNet-152 fine-tuned on Places-LT, released as weights
-# (Places_LT/models/resnet152_uniform.pth) without a config; only the stage-2 configs are public.
+# Places-LT's stage 1 fine-tunes an ImageNet-pretrained ResNet-152 on Places-LT; it is released as
+# weights (Places_LT/models/resnet152_uniform.pth) without a config; only the stage-2 configs are public.
 _PLACES_STAGE_ONE = PaperRecipe(
     source=f"{DECOUPLING_PAPER.repository}: README (Places_LT stage-1 ResNet-152 weights)",
-    overrides={"backbone": "resnet152", "zero_init_last": False, "select": "best-val"},
+    overrides={"backbone": "resnet152", "pretrained": True, "zero_init_last": False, "select": "best-val"},
     deviations=(
         EPOCH_START_COSINE,
-        "Stage 1 fine-tunes a ResNet-152 pretrained on full ImageNet, with no public config; lt-bench "
-        "trains it from scratch on the shared Places-LT schedule, far below the paper until pretrained "
-        "weights can be loaded.",
+        "Stage 1's fine-tuning schedule has no public config: lt-bench fine-tunes timm's ImageNet "
+        "weights of resnet152, which may differ from the official ones, on the shared Places-LT schedule.",
     ),
 )
 
@@ -127,23 +126,23 @@ def with_stage_two(stage_one: PaperRecipe, config: str, *stage_two: str) -> Pape
 
 def classifier_stage_recipes(config: str, epochs: int, inat_epochs: int) -> dict[str, PaperRecipe]:
     """cRT's or LWS's recipes: the joint stage 1, then config/<dataset>/`config`, which trains the
-    classifier `epochs` epochs (`inat_epochs` on iNaturalist) with class-aware sampling; lt-bench trains
-    `epochs`/90 of the stage-1 epochs."""
-    places = (
-        f"Stage 2 trains {epochs} epochs at batch 256 and classifier lr 0.1 (lt-bench: the stage-1 batch "
-        f"and lr) {CLASS_AWARE_SAMPLING}."
-    )
-    inat = f"Stage 2 ({inat_epochs} epochs, batch 512, lr 0.2, cosine) samples {CLASS_AWARE_SAMPLING}."
+    classifier `epochs` epochs (`inat_epochs` on iNaturalist) at the stage-1 batch and lr (batch 256,
+    lr 0.1 on Places-LT), with ClassAwareSampler; lt-bench trains `epochs`/90 of the stage-1 epochs."""
+    inat = [CLASS_AWARE_CYCLES]
     if inat_epochs != epochs:
-        inat += f" lt-bench trains {epochs}/{OFFICIAL_FIRST_STAGE_EPOCHS} of the stage-1 epochs instead."
+        inat.append(
+            f"Stage 2 trains {inat_epochs} epochs; lt-bench trains {epochs}/{OFFICIAL_FIRST_STAGE_EPOCHS} "
+            "of the stage-1 epochs."
+        )
+    places = "Stage 2 runs at batch 256 and classifier lr 0.1; lt-bench keeps the stage-1 batch and lr."
     return {
         "imagenet_lt": with_stage_two(
-            JOINT_RECIPES["imagenet_lt"],
-            f"config/ImageNet_LT/{config}",
-            f"Stage 2 ({epochs} epochs, batch 512, lr 0.2, cosine) samples {CLASS_AWARE_SAMPLING}.",
+            JOINT_RECIPES["imagenet_lt"], f"config/ImageNet_LT/{config}", CLASS_AWARE_CYCLES
         ),
-        "places_lt": with_stage_two(_PLACES_STAGE_ONE, f"config/Places_LT/{config}", places),
-        "inat2018": with_stage_two(JOINT_RECIPES["inat2018"], f"config/iNaturalist18/{config}", inat),
+        "places_lt": with_stage_two(
+            _PLACES_STAGE_ONE, f"config/Places_LT/{config}", CLASS_AWARE_CYCLES, places
+        ),
+        "inat2018": with_stage_two(JOINT_RECIPES["inat2018"], f"config/iNaturalist18/{config}", *inat),
     }
 
 
@@ -159,6 +158,10 @@ class SecondStageOfCE(Method):
         return max(1, round(self.context.epochs * self.official_epochs / OFFICIAL_FIRST_STAGE_EPOCHS))
 
     def sample_order(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Class-balanced draws; under the paper protocol the official ClassAwareSampler's order (a
+        shuffled cycle of classes, 4 images per class visit)."""
+        if self.context.protocol == "paper":
+            return samplers.class_aware(labels, generator, images_per_visit=4)
         return samplers.class_balanced(labels, generator)
 
 
