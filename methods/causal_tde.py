@@ -8,6 +8,7 @@ inference subtracts the counterfactual effect of d̂ (Eq. 8).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,6 +120,7 @@ class CausalTDE(Method):
     """De-confounded training (K=2, τ=16, γ=1/32) and TDE inference with α."""
 
     description = "de-confounded training + counterfactual TDE inference (Tang et al., NeurIPS 2020)"
+    test_time_knob_ranges = {"alpha": (0.0, math.inf)}  # α scales the removed effect; < 0 would add it
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)

@@ -9,6 +9,7 @@ sampling; τ-norm trains nothing and rescales each class row by its norm to the 
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -89,6 +90,7 @@ class TauNormalisation(SecondStageOfCE):
     """τ-normalised CE classifier (bias dropped), τ chosen on validation over 0.0…2.0."""
 
     description = "tau-normalised CE classifier, tau chosen on validation (Kang et al., ICLR 2020)"
+    test_time_knob_ranges = {"tau": (0.0, math.inf)}
 
     def test_time_knobs(self) -> dict[str, tuple[float, ...]]:
         return {"tau": TAU_GRID}

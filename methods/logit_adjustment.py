@@ -8,6 +8,7 @@ The official code adds 1e-12 inside the log; here a class without training image
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -85,6 +86,7 @@ class PostHocLogitAdjustment(SecondStageOfCE):
     """Post-hoc logit adjustment of the CE model, τ chosen on validation over 0…2."""
 
     description = "post-hoc logit adjustment of CE, tau chosen on val (Menon et al., ICLR 2021)"
+    test_time_knob_ranges = {"tau": (0.0, math.inf)}
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
