@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import shutil
 import sys
 import time
@@ -151,15 +150,13 @@ def run(config: RunConfig) -> dict[str, Any]:
         evaluation = evaluate(model, method, data, config, device)
     except UnreadableImage as error:
         _fail(config, started, code, f"{error} (while evaluating)", kept)
+    except NonFiniteOutputs as error:
+        _fail(config, started, code, str(error), kept, "lower --lr or pass other --knob values")
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
             raise
         _fail(config, started, code, f"out of memory on {device} while evaluating", kept,
               "pass a smaller --backbone")  # fmt: skip
-    problem = non_finite(evaluation)
-    if problem:
-        _fail(config, started, code, f"{problem}: the model's outputs are not finite", kept,
-              "lower --lr or pass other --knob values")  # fmt: skip
     record = _record(
         config,
         started,
@@ -207,7 +204,7 @@ def evaluate(
     with torch.no_grad():
         for values in itertools.product(*candidates.values()):
             knobs = dict(zip(candidates, values, strict=True))
-            logits = method.inference_logits(model.head, val_features, **knobs).cpu()
+            logits = _finite(method.inference_logits(model.head, val_features, **knobs).cpu(), "val", knobs)
             metrics = classification_metrics(logits, data.val.labels, data.class_counts, data.shot_rule)
             searched.append(
                 {
@@ -218,6 +215,7 @@ def evaluate(
         best = max(searched, key=lambda entry: entry["balanced_accuracy"])  # first of equals wins
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
         test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
+        _finite(test_logits, "test", best["knobs"])
     test_metrics = classification_metrics(test_logits, data.test.labels, data.class_counts, data.shot_rule)
     val_metrics = classification_metrics(val_logits, data.val.labels, data.class_counts, data.shot_rule)
     return {
@@ -233,6 +231,17 @@ def evaluate(
         "test_labels": data.test.labels.tolist(),
         "test_predictions": test_logits.argmax(1).tolist(),
     }
+
+
+class NonFiniteOutputs(ValueError):
+    """The model's logits hold NaN or ±inf: no metric of them is a number (the record says failed)."""
+
+
+def _finite(logits: torch.Tensor, split: str, knobs: dict[str, float]) -> torch.Tensor:
+    if not torch.isfinite(logits).all():
+        setting = "".join(f" {name}={value:g}" for name, value in knobs.items())
+        raise NonFiniteOutputs(f"the {split} logits{' with' + setting if setting else ''} are not finite")
+    return logits
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -450,20 +459,6 @@ def _check_backbone_takes_images(
                 f"backbone {name!r} cannot take {data.name}'s {tuple(images.shape[1:])} images "
                 f"({reason}); choose another --backbone"
             ) from error
-
-
-def non_finite(values: Any, where: str = "") -> str | None:
-    """The first place in nested dicts and lists holding NaN or ±inf, e.g. 'metrics.test.nll is nan'."""
-    if isinstance(values, float) and not math.isfinite(values):
-        return f"{where} is {values}"
-    items = (
-        values.items() if isinstance(values, dict) else enumerate(values) if isinstance(values, list) else ()
-    )
-    for key, value in items:
-        found = non_finite(value, f"{where}.{key}" if where else str(key))
-        if found:
-            return found
-    return None
 
 
 def _fail(config: RunConfig, started: float, code: dict[str, Any], reason: str, *notes: str) -> NoReturn:
