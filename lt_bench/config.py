@@ -181,7 +181,7 @@ def validate(config: RunConfig) -> None:
             config.schedule != "multistep" or _milestones_fit(config.milestones, config.epochs),
             f"--milestones must be increasing epochs below --epochs {config.epochs}, got "
             f"{' '.join(map(str, config.milestones))}; pass --milestones with values below "
-            f"{config.epochs} (or none)",
+            f"{config.epochs}, or --milestones alone for none",
         ),
     ]
     for ok, message in checks:
