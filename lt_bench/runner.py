@@ -127,7 +127,6 @@ def run(config: RunConfig) -> dict[str, Any]:
     else:
         _claim_folder(paths, config, code)  # after every check of the input: bad input leaves no folder
     accelerate(model, channels_last=config.channels_last, compile=config.compile)
-    kept = f"the last good checkpoint is kept in {paths.folder}"
     if source is None:
         try:
             train(
@@ -142,6 +141,7 @@ def run(config: RunConfig) -> dict[str, Any]:
                 checkpoint_seconds=config.checkpoint_seconds,
             )
         except TrainingFailed as error:
+            kept = f"the last good checkpoint is kept in {paths.folder}" if paths.checkpoint.exists() else ""
             _fail(config, started, code, str(error), kept, error.fix)
     if not distributed.is_main_process():  # rank 0 alone evaluates (every image once) and writes
         return distributed.from_main_process(None)
