@@ -16,6 +16,7 @@ import torch
 from lt_bench import distributed
 from lt_bench.atomic import write_json
 from lt_bench.backbones import LongTailClassifier, accelerate, create_backbone
+from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
@@ -61,6 +62,11 @@ class RunPaths:
         return self.folder / "log.jsonl"
 
     @property
+    def best(self) -> Path:
+        """The best-validation epoch's weights under `--select best-val` (see lt_bench.best_epoch)."""
+        return self.folder / "best.pt"
+
+    @property
     def code(self) -> Path:
         """The method code the folder's checkpoints come from (see lt_bench.method_code)."""
         return self.folder / "method_code.json"
@@ -94,14 +100,20 @@ def run(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     method_class = METHODS.get(config.method)
     _check_output(config.output)
-    config = config.replace(threads=config.threads or default_threads())
+    config = on_this_machine(config)
     torch.set_num_threads(config.threads)
     code = method_code(config.method)
     data = load_data(config)
     device = distributed.start_from_environment(_device(config.device))
     paths = RunPaths.of(config)
     seed_global_rng(derived_seed(config.seed, FIRST_STAGE))
-    backbone = create_backbone(config.backbone, data.in_chans).to(device)
+    backbone = create_backbone(
+        config.backbone,
+        data.in_chans,
+        zero_init_last=config.zero_init_last,
+        pretrained=config.pretrained,
+        pretrained_file=Path(config.pretrained_file) if config.pretrained_file else None,
+    ).to(device)
     _check_backbone_takes_images(backbone, data, config.backbone, device)
     context = MethodContext(
         dataset=config.dataset,
@@ -112,6 +124,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         steps_per_epoch=len(data.train) // config.batch_size,
         base_lr=config.lr,
         lr_milestones=config.milestones,
+        protocol=config.protocol,
     )
     method = method_class(context)
     _knob_candidates(method, config)  # an unknown --knob fails now, not after training
@@ -119,32 +132,42 @@ def run(config: RunConfig) -> dict[str, Any]:
     _discard_if_code_changed(paths, config, code)
     source = _knob_free_run(config)
     model, first_stage = _stage_model(config, method, backbone, context, device, load_first_stage=not source)
+    plan = _stage_plan(config, method)
     if source is not None:
-        load_final_state(
-            source.config, model, method, device, retrain="the same command without --knob, with --rerun"
-        )
-        first_stage = source.record.get("first_stage")
+        retrain = "the same command without --knob, with --rerun"
+        load_final_state(source.config, model, method, device, retrain=retrain)
+        first_stage, kept_epoch = source.record.get("first_stage"), source.record.get("kept_epoch")
     else:
         _claim_folder(paths, config, code)  # after every check of the input: bad input leaves no folder
     accelerate(model, channels_last=config.channels_last, compile=config.compile)
+    best_epoch = None
     if source is None:
+        if config.select == "best-val":
+            best_epoch = _best_epoch(paths, model, method, data, config, device)
         try:
             train(
                 model,
                 method,
                 data.train,
-                _stage_plan(config, method),
+                plan,
                 device=device,
                 checkpoint_path=paths.checkpoint,
                 log_path=paths.log,
                 extra_checkpoint={"config": config.identity(), "method_code": code},
                 checkpoint_seconds=config.checkpoint_seconds,
+                on_epoch_end=best_epoch,
             )
         except TrainingFailed as error:
             kept = f"the last good checkpoint is kept in {paths.folder}" if paths.checkpoint.exists() else ""
             _fail(config, started, code, str(error), kept, error.fix)
     if not distributed.is_main_process():  # rank 0 alone evaluates (every image once) and writes
         return distributed.from_main_process(None)
+    if source is None:
+        kept_epoch = (
+            best_epoch.restore(device)
+            if best_epoch is not None
+            else {"rule": "last", "epoch": plan.epochs, "why": "the final epoch's weights"}
+        )
     kept = "" if source else f"the trained model is kept in {paths.folder}"
     try:
         evaluation = evaluate(model, method, data, config, device)
@@ -164,6 +187,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         status="finished",
         class_counts=data.class_counts,
         first_stage=first_stage,
+        kept_epoch=kept_epoch,
         evaluated_from=source and source.config.run_id,
         **evaluation,
     )
@@ -175,6 +199,11 @@ def run(config: RunConfig) -> dict[str, Any]:
     return distributed.from_main_process(record)
 
 
+def on_this_machine(config: RunConfig) -> RunConfig:
+    """`config` with what is resolved where it runs (on a SLURM node, not at submission): the threads."""
+    return config.replace(threads=config.threads or default_threads())
+
+
 def load_data(config: RunConfig) -> LongTailedData:
     options = DataOptions(
         data_root=Path(config.data_root) if config.data_root else None,
@@ -182,8 +211,14 @@ def load_data(config: RunConfig) -> LongTailedData:
         data_seed=config.data_seed,
         download=config.download,
         num_workers=config.num_workers,
+        custom_lists=config.custom_lists,
     )
     data = DATASETS.get(config.dataset)().load(options)
+    if data.lists_digest != config.lists_digest:
+        raise UserError(
+            f"the split lists of {config.dataset} changed after this run was configured "
+            f"(digest {data.lists_digest} vs {config.lists_digest}); start the command again"
+        )
     if config.batch_size > len(data.train):
         raise UserError(
             f"--batch-size {config.batch_size} is larger than the {len(data.train)} training images of "
@@ -199,20 +234,8 @@ def evaluate(
     val_features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
     test_features = extract_features(model.backbone, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
     candidates = _knob_candidates(method, config)
-    model.head.eval()
-    searched = []
+    best, searched = search_knobs(model, method, val_features, data, candidates)
     with torch.no_grad():
-        for values in itertools.product(*candidates.values()):
-            knobs = dict(zip(candidates, values, strict=True))
-            logits = _finite(method.inference_logits(model.head, val_features, **knobs).cpu(), "val", knobs)
-            metrics = classification_metrics(logits, data.val.labels, data.class_counts, data.shot_rule)
-            searched.append(
-                {
-                    "knobs": knobs,
-                    **{k: metrics[k] for k in ("balanced_accuracy", "top1", "many", "medium", "few")},
-                }
-            )
-        best = max(searched, key=lambda entry: entry["balanced_accuracy"])  # first of equals wins
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
         test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
         _finite(test_logits, "test", best["knobs"])
@@ -244,6 +267,49 @@ def _finite(logits: torch.Tensor, split: str, knobs: dict[str, float]) -> torch.
     return logits
 
 
+@torch.no_grad()
+def search_knobs(
+    model: LongTailClassifier,
+    method: Method,
+    val_features: torch.Tensor,
+    data: LongTailedData,
+    candidates: dict[str, tuple[float, ...]],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every combination of knob values on the validation features; the best by balanced accuracy
+    (the first of equals wins) and the list of all tried."""
+    model.head.eval()
+    searched = []
+    for values in itertools.product(*candidates.values()):
+        knobs = dict(zip(candidates, values, strict=True))
+        logits = _finite(method.inference_logits(model.head, val_features, **knobs).cpu(), "val", knobs)
+        metrics = classification_metrics(logits, data.val.labels, data.class_counts, data.shot_rule)
+        searched.append(
+            {
+                "knobs": knobs,
+                **{k: metrics[k] for k in ("balanced_accuracy", "top1", "many", "medium", "few")},
+            }
+        )
+    return max(searched, key=lambda entry: entry["balanced_accuracy"]), searched
+
+
+def _best_epoch(
+    paths: RunPaths,
+    model: LongTailClassifier,
+    method: Method,
+    data: LongTailedData,
+    config: RunConfig,
+    device: torch.device,
+) -> BestEpoch:
+    """The `--select best-val` hook: validation balanced accuracy after each epoch, best kept."""
+    candidates = _knob_candidates(method, config)
+
+    def score() -> float:
+        features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
+        return search_knobs(model, method, features, data, candidates)[0]["balanced_accuracy"]
+
+    return BestEpoch(paths.best, model, method, score)
+
+
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k not in ("per_class_accuracy", "calibration")}
 
@@ -268,6 +334,7 @@ def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int, sta
             warmup_epochs=warmup_epochs,
             milestones=config.milestones,
             lr_decay=config.lr_decay,
+            warmup_start=config.warmup_start,
         )
 
     return StagePlan(
@@ -277,6 +344,7 @@ def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int, sta
         momentum=config.momentum,
         weight_decay=config.weight_decay,
         seed=config.seed,
+        nesterov=config.nesterov,
         stage=stage,
     )
 
@@ -334,22 +402,31 @@ class FinishedRun:
 
 def _finished_run(config: RunConfig) -> FinishedRun | None:
     record = finished_record(config)
-    if record is None or not RunPaths.of(config).checkpoint.exists():
+    if record is None or not _evaluated_weights(config).exists():
         return None
     return FinishedRun(config, record)
 
 
 def _knob_free_run(config: RunConfig) -> FinishedRun | None:
-    """For a run with fixed knobs: the finished run of the same configuration without them."""
-    return _finished_run(config.replace(knobs={})) if config.knobs else None
+    """For a run with fixed knobs: the finished run of the same configuration without them. Not under
+    `--select best-val`, whose choice of epoch depends on the knobs."""
+    if not config.knobs or config.select != "last":
+        return None
+    return _finished_run(config.replace(knobs={}))
+
+
+def _evaluated_weights(config: RunConfig) -> Path:
+    """The checkpoint a finished run was evaluated with: its best-validation epoch, else its last."""
+    paths = RunPaths.of(config)
+    return paths.best if config.select == "best-val" else paths.checkpoint
 
 
 def load_final_state(
     config: RunConfig, model: torch.nn.Module, method: Method, device: torch.device, *, retrain: str
 ) -> None:
-    """Load the final weights and method state (e.g. TDE's moving average) of the finished run
-    `config` from its checkpoint (never an older fallback); `retrain` says how to train it again."""
-    path = RunPaths.of(config).checkpoint
+    """Load the weights and method state (e.g. TDE's moving average) the finished run `config` was
+    evaluated with (never an older fallback checkpoint); `retrain` says how to train it again."""
+    path = _evaluated_weights(config)
     try:
         state = read_checkpoint(path, device)
     except ValueError as error:

@@ -46,6 +46,7 @@ class StagePlan:
     momentum: float
     weight_decay: float
     seed: int
+    nesterov: bool = False
     stage: int = 0  # 0: a run's own (first) stage, 1: the second stage on a finished first-stage run
 
 
@@ -118,7 +119,11 @@ def make_optimizer(model: nn.Module, plan: StagePlan) -> torch.optim.SGD:
     if not parameters:
         parameters = [nn.Parameter(torch.zeros(0))]  # a stage with nothing to train still checkpoints
     return torch.optim.SGD(
-        parameters, lr=plan.learning_rate(0), momentum=plan.momentum, weight_decay=plan.weight_decay
+        parameters,
+        lr=plan.learning_rate(0),
+        momentum=plan.momentum,
+        weight_decay=plan.weight_decay,
+        nesterov=plan.nesterov,
     )
 
 
@@ -133,9 +138,13 @@ def train(
     log_path: Path,
     extra_checkpoint: dict[str, Any],
     checkpoint_seconds: float,
+    on_epoch_end: Callable[[int], None] | None = None,
 ) -> None:
     """Train `model` from the step its checkpoint reached, checkpointing after every epoch and every
-    `checkpoint_seconds` mid-epoch; an interrupted run continues exactly as if never stopped."""
+    `checkpoint_seconds` mid-epoch; an interrupted run continues exactly as if never stopped.
+
+    `on_epoch_end(epoch)` runs in the main process after each epoch's training, before its checkpoint
+    (so a run killed in between repeats the epoch and the call)."""
     optimizer = make_optimizer(model, plan)
     state = load_checkpoint(checkpoint_path, device)
     if state is None:  # a fresh start draws from the run's seed and stage, never from process history
@@ -210,6 +219,9 @@ def train(
             display.epoch(entry, images, progress.log)
             if not distributed.is_main_process():
                 continue
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+                model.train()
             checkpoint()
             write_log()
     except UnreadableImage as error:
