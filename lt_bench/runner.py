@@ -172,7 +172,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     try:
         evaluation = evaluate(model, method, data, config, device)
     except UnreadableImage as error:
-        _fail(config, started, code, f"{error} (while evaluating)", kept)
+        _fail(config, started, code, f"evaluating: {error}", kept)
     except NonFiniteOutputs as error:
         _fail(config, started, code, str(error), kept, "lower --lr or pass other --knob values")
     except (RuntimeError, MemoryError) as error:

@@ -80,7 +80,11 @@ class TrainingOutOfMemory(TrainingFailed):
 
 
 class TrainingImageUnreadable(TrainingFailed):
-    """A training image does not decode; the data layer's message names the file (and its fix)."""
+    """A training image does not decode; the data layer's message names the file and its fix."""
+
+    def __init__(self, error: UnreadableImage, epoch: int, step: int) -> None:
+        RuntimeError.__init__(self, f"training epoch {epoch + 1}, step {step + 1}: {error}")
+        self.epoch, self.step = epoch, step
 
 
 class CheckpointNotWritten(TrainingFailed):
@@ -225,7 +229,7 @@ def train(
             checkpoint()
             write_log()
     except UnreadableImage as error:
-        raise TrainingImageUnreadable(str(error), progress.epoch, progress.step) from error
+        raise TrainingImageUnreadable(error, progress.epoch, progress.step) from error
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
             raise
