@@ -370,22 +370,21 @@ def _stage_model(
     first_method_name = type(method).first_stage
     if first_method_name is None:
         return LongTailClassifier(backbone, method.build_head()).to(device), None
-    first_stage = _first_stage(config, first_method_name) if load_first_stage else None
+    first_config = config.replace(method=first_method_name, knobs={})
+    first_stage = _first_stage(first_config) if load_first_stage else None
     # Whatever the first stage drew in this process, the second stage draws from its own seed.
     seed_global_rng(derived_seed(config.seed, SECOND_STAGE))
     first_method = METHODS.get(first_method_name)(context)
     model = LongTailClassifier(backbone, first_method.build_head()).to(device)
     if first_stage is not None:
-        first_config = config.replace(method=first_method_name, knobs={})
         retrain = f"the same command with --method {first_method_name} --rerun"
         load_final_state(first_config, model, first_method, device, retrain=retrain)
     method.prepare_second_stage(model)
     return model.to(device), first_stage
 
 
-def _first_stage(config: RunConfig, first_method: str) -> dict[str, Any]:
+def _first_stage(first_config: RunConfig) -> dict[str, Any]:
     """The finished first-stage run of the same data, backbone, schedule and seed: reused, or trained now."""
-    first_config = config.replace(method=first_method, knobs={})
     reused = _finished_run(first_config) is not None
     if not reused:
         run(first_config)
