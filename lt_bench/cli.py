@@ -84,6 +84,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--rerun", action="store_true", help="discard a finished run of this config and train again"
     )
     place.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads of torch; the numbers depend on it (default: the cores this process may use, "
+        "shared among the DDP processes of a node)",
+    )
+    place.add_argument(
         "--checkpoint-every",
         type=float,
         metavar="SECONDS",
@@ -122,7 +128,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         imbalance_ratio=args.imbalance_ratio,
         seed=seed,
         data_seed=args.data_seed,
-        knobs=dict(args.knob) or None,
+        knobs=_knobs(args.knob) or None,
         data_root=args.data_root,
         output=args.output,
         device=args.device,
@@ -132,7 +138,17 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         checkpoint_seconds=args.checkpoint_every,
         channels_last=args.channels_last or None,
         compile=args.compile or None,
+        threads=args.threads,
     )
+
+
+def _knobs(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    """`--knob NAME=VALUE` pairs as a dict; a knob given twice is refused (which one would count?)."""
+    names = [name for name, _ in pairs]
+    for name in names:
+        if names.count(name) > 1:
+            raise UserError(f"--knob {name} is given {names.count(name)} times; pass each knob once")
+    return dict(pairs)
 
 
 def _num_workers(args: argparse.Namespace) -> int:
@@ -159,6 +175,7 @@ def _execute(config: Any, rerun: bool) -> dict[str, Any]:
     print(
         f"{config.run_id}: top1 {_percent(test['top1'])}  {shots}  {knobs}  ({record['wall_time_s']:.1f} s)"
     )
+    print(f"record written to {RunPaths.of(config).record}")
     return record
 
 
@@ -190,7 +207,9 @@ def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
 def command_recipe(args: argparse.Namespace) -> None:
     import json
 
-    config = _config(args, args.method, args.dataset, args.seed)
+    from lt_bench.runner import on_this_machine
+
+    config = on_this_machine(_config(args, args.method, args.dataset, args.seed))
     if args.json:
         print(json.dumps(config.to_json(), indent=1, sort_keys=True))
         return

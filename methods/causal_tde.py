@@ -8,6 +8,7 @@ inference subtracts the counterfactual effect of d̂ (Eq. 8).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -198,6 +199,7 @@ class CausalTDE(Method):
         Reported("cifar100_lt", 50, 50.3, backbone="ResNet-32", table="Table 3"),
         Reported("cifar100_lt", 10, 59.6, backbone="ResNet-32", table="Table 3"),
     )
+    test_time_knob_ranges = {"alpha": (0.0, math.inf)}  # α scales the removed effect; < 0 would add it
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)

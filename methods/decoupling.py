@@ -9,6 +9,7 @@ sampling; τ-norm trains nothing and rescales each class row by its norm to the 
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -211,6 +212,7 @@ class TauNormalisation(SecondStageOfCE):
     reported = (
         Reported("imagenet_lt", None, 49.4, 59.1, 46.9, 30.7, backbone="ResNeXt-50", table=README_TABLE),
     )
+    test_time_knob_ranges = {"tau": (0.0, math.inf)}
 
     def test_time_knobs(self) -> dict[str, tuple[float, ...]]:
         return {"tau": TAU_GRID}

@@ -8,6 +8,7 @@ The official code adds 1e-12 inside the log; here a class without training image
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -159,6 +160,7 @@ class PostHocLogitAdjustment(SecondStageOfCE):
         Reported("cifar10_lt", 100, 77.32, backbone="ResNet-32", table=README_TABLE),
         Reported("cifar100_lt", 100, 44.07, backbone="ResNet-32", table=README_TABLE),
     )
+    test_time_knob_ranges = {"tau": (0.0, math.inf)}
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
