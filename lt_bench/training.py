@@ -224,7 +224,11 @@ def train(
             if not distributed.is_main_process():
                 continue
             if on_epoch_end is not None:
-                on_epoch_end(epoch)
+                try:
+                    on_epoch_end(epoch)
+                except OSError as error:
+                    path = Path(error.filename) if error.filename else checkpoint_path.parent
+                    raise CheckpointNotWritten(path, error, *_last_step(progress, steps)) from error
                 model.train()
             checkpoint()
             write_log()

@@ -95,3 +95,20 @@ def test_a_file_size_limit_while_checkpointing_fails_in_one_line_with_a_failed_r
     record = json.loads(_only(output / "records", "*.json").read_text())
     assert record["status"] == "failed" and "(File too large) at epoch 1, step 7" in record["error"]
     assert not (folder / "checkpoint.pt").exists()
+
+
+def test_a_file_size_limit_while_keeping_the_best_epoch_fails_in_one_line(tmp_path):
+    output = tmp_path / "results"
+    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    limit = str(CHECKPOINT_BYTES // 4)
+    command = [*COMMAND, "--select", "best-val", "--output", str(output)]
+    result = subprocess.run([sys.executable, "-c", LIMITED, limit, *command],
+                            capture_output=True, text=True, timeout=300, env=environment)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    line = _error_line(result.stderr)
+    folder = _only(output / "runs", "*")
+    assert line.startswith(
+        f"lt-bench: error: cannot write {folder / 'best.pt'} (File too large) at epoch 1, step 7;"
+    )
+    record = json.loads(_only(output / "records", "*.json").read_text())
+    assert record["status"] == "failed" and "best.pt" in record["error"]
