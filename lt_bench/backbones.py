@@ -110,14 +110,19 @@ def lt_small_cnn(pretrained: bool = False, num_classes: int = 10, in_chans: int 
     return _FeatureNet(body, 64, num_classes)
 
 
-def create_backbone(name: str, in_chans: int) -> nn.Module:
-    """A timm model without classifier (`num_classes=0`): images → pooled features."""
+def check_backbone_name(name: str) -> None:
+    """Raise a one-line UserError (with close names) unless timm knows the model `name`."""
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UserError(
             f"unknown backbone {name!r}.{hint} Any timm model name works; see `lt-bench list backbones`"
         )
+
+
+def create_backbone(name: str, in_chans: int) -> nn.Module:
+    """A timm model without classifier (`num_classes=0`): images → pooled features."""
+    check_backbone_name(name)
     return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
 
 

@@ -109,5 +109,5 @@ class Method:
 
 
 METHODS: Registry[type[Method]] = Registry(
-    "method", builtin_package="lt_bench.methods", entry_point_group="lt_bench.methods"
+    "method", builtin_package="lt_bench.methods", entry_point_group="lt_bench.methods", base=Method
 )

@@ -14,7 +14,7 @@ import torch
 
 from lt_bench import distributed
 from lt_bench.atomic import write_json
-from lt_bench.backbones import LongTailClassifier, accelerate, create_backbone
+from lt_bench.backbones import LongTailClassifier, accelerate, check_backbone_name, create_backbone
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
@@ -87,7 +87,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         lr_milestones=config.milestones,
     )
     method = method_class(context)
-    _knob_candidates(method, config)  # an unknown --knob fails now, not after training
+    knob_candidates(method, config)  # an unknown --knob fails now, not after training
     first_stage = None
     if method_class.first_stage is None:
         model = LongTailClassifier(backbone, method.build_head()).to(device)
@@ -164,7 +164,7 @@ def evaluate(
     """Pick the test-time knobs on the validation split, then measure the test split with them."""
     val_features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
     test_features = extract_features(model.backbone, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
-    candidates = _knob_candidates(method, config)
+    candidates = knob_candidates(method, config)
     model.head.eval()
     searched = []
     with torch.no_grad():
@@ -202,7 +202,28 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k not in ("per_class_accuracy", "calibration")}
 
 
-def _knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float, ...]]:
+def check_names(config: RunConfig) -> None:
+    """The checks of a run's input that need no data: its method, backbone and `--knob` names. A sweep
+    makes them for every run before the first starts, SLURM before anything is submitted."""
+    method_class = METHODS.get(config.method)
+    check_backbone_name(config.backbone)
+    # Knob names depend on the method and the dataset's name only, so placeholder counts will do.
+    placeholder = MethodContext(
+        dataset=config.dataset,
+        num_classes=2,
+        class_counts=(1, 1),
+        feature_dim=1,
+        epochs=config.epochs,
+        steps_per_epoch=1,
+        base_lr=config.lr,
+        lr_milestones=config.milestones,
+        protocol=config.protocol,
+    )
+    knob_candidates(method_class(placeholder), config)
+
+
+def knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float, ...]]:
+    """Each test-time knob's candidates, `--knob` values fixing theirs; an unknown name is a UserError."""
     candidates = dict(method.test_time_knobs())
     for name, value in config.knobs.items():
         if name not in candidates:
