@@ -29,7 +29,12 @@ def _knob(text: str) -> tuple[str, float]:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Training overrides shared by `run` and `sweep`; unset ones come from the dataset's recipe."""
-    group = parser.add_argument_group("overrides of the dataset recipe")
+    parser.add_argument(
+        "--protocol",
+        choices=("shared", "paper"),
+        help="shared: the dataset's recipe for every method (default); paper: the method's paper's recipe",
+    )
+    group = parser.add_argument_group("overrides of the protocol's recipe")
     group.add_argument("--backbone", help="any timm model name (default: the dataset's recipe)")
     group.add_argument("--epochs", type=int)
     group.add_argument("--batch-size", type=int, help="global batch; the recipe lr scales with it")
@@ -38,6 +43,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--momentum", type=float)
     group.add_argument("--schedule", choices=("cosine", "multistep"))
     group.add_argument("--warmup-epochs", type=int)
+    group.add_argument(
+        "--warmup-start", type=float, help="warm-up starts at this fraction of the lr (0: LDAM-DRW's ramp)"
+    )
+    group.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="Nesterov momentum")
+    group.add_argument(
+        "--select",
+        choices=("last", "best-val"),
+        help="test the last epoch's weights or the best epoch on the validation split",
+    )
     group.add_argument("--milestones", type=int, nargs="*")
     group.add_argument("--lr-decay", type=float, help="multistep factor at each milestone")
     group.add_argument("--imbalance-ratio", type=float)
@@ -49,10 +63,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="fix a test-time knob instead of selecting it on validation (e.g. alpha=2.0)",
     )
+    group.add_argument(
+        "--pretrained", action="store_true", help="start from timm's published weights of the backbone"
+    )
+    group.add_argument(
+        "--pretrained-file", metavar="PATH", help="start the backbone from a local state dict file"
+    )
     place = parser.add_argument_group("data and output")
     place.add_argument("--data-seed", type=int, default=0, help="seed of the long-tailed subset (default 0)")
     place.add_argument("--data-root", help="folder holding the dataset's files")
     place.add_argument("--download", action="store_true", help="download the dataset when a network is there")
+    place.add_argument("--custom-lists", action="store_true", help="split lists not the published ones")
     place.add_argument(
         "--num-workers",
         type=int,
@@ -85,7 +106,10 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
     return resolve_config(
         method,
         dataset,
+        protocol=args.protocol,
         backbone=args.backbone,
+        pretrained=args.pretrained or None,
+        pretrained_file=args.pretrained_file,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -93,6 +117,9 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         momentum=args.momentum,
         schedule=args.schedule,
         warmup_epochs=args.warmup_epochs,
+        warmup_start=args.warmup_start,
+        nesterov=args.nesterov,
+        select=args.select,
         milestones=tuple(args.milestones) if args.milestones is not None else None,
         lr_decay=args.lr_decay,
         imbalance_ratio=args.imbalance_ratio,
@@ -103,6 +130,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         output=args.output,
         device=args.device,
         download=args.download or None,
+        custom_lists=args.custom_lists or None,
         num_workers=_num_workers(args),
         checkpoint_seconds=args.checkpoint_every,
         channels_last=args.channels_last or None,
@@ -161,6 +189,54 @@ def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
         device_given=args.device is not None,
         force=args.force,
     )
+
+
+def command_recipe(args: argparse.Namespace) -> None:
+    import json
+
+    config = _config(args, args.method, args.dataset, args.seed)
+    if args.json:
+        print(json.dumps(config.to_json(), indent=1, sort_keys=True))
+        return
+    width = max(map(len, config.to_json()))
+    for name, value in config.to_json().items():
+        print(f"{name:<{width}}  {value}")
+
+
+def command_reproduce(args: argparse.Namespace) -> None:
+    from lt_bench.atomic import write_atomically
+    from lt_bench.records import iter_records
+    from lt_bench.reproduce import paper_list, paper_named, reproduction_markdown, reproduction_rows
+
+    if args.list:
+        print(paper_list())
+        return
+    if not args.paper:
+        raise UserError("name a paper to reproduce (see lt-bench reproduce --list)")
+    if args.protocol == "shared":
+        raise UserError("lt-bench reproduce trains under the paper protocol; drop --protocol shared")
+    args.protocol = "paper"
+
+    def make_config(method: str, dataset: str, ratio: float | None, seed: int) -> Any:
+        given = args.imbalance_ratio
+        row_args = argparse.Namespace(**{**vars(args), "imbalance_ratio": ratio if given is None else given})
+        return _config(row_args, method, dataset, seed)
+
+    rows = reproduction_rows(args.paper, args.datasets, args.seeds, make_config)
+    configs = list({c.run_id: c for row in rows for c in row.configs}.values())
+    if args.launcher == "slurm":
+        _submit(args, configs)
+    else:
+        for index, config in enumerate(configs, 1):
+            print(f"[{index}/{len(configs)}] ", end="", flush=True)
+            _execute(config, args.rerun)
+    records = {record["run_id"]: record for record in iter_records(args.output)}
+    paper, _ = paper_named(args.paper)
+    page = Path(args.output) / "reproduction" / f"{paper.key}.md"
+    markdown = reproduction_markdown(paper, rows, records)
+    write_atomically(page, lambda handle: handle.write(markdown.encode()))
+    print(markdown, end="")
+    print(f"(written to {page})")
 
 
 def command_status(args: argparse.Namespace) -> None:
@@ -228,10 +304,22 @@ def _read_records(output: str) -> list[dict[str, Any]]:
 def _write_leaderboard(output: str, destination: str | None) -> None:
     from lt_bench.atomic import write_atomically
     from lt_bench.leaderboard import leaderboard_markdown
+    from lt_bench.records import records_dir
 
+    if not records_dir(output).is_dir():
+        raise UserError(
+            f"no run records under {output}; pass as --output the results tree whose records/ "
+            "folder holds them, or run `lt-bench sweep` into it first"
+        )
     markdown = leaderboard_markdown(_read_records(output))
     path = Path(destination) if destination else Path(output) / "leaderboard.md"
-    write_atomically(path, lambda handle: handle.write(markdown.encode()))
+    try:
+        write_atomically(path, lambda handle: handle.write(markdown.encode()))
+    except OSError as error:
+        raise UserError(
+            f"cannot write the leaderboard to {path} ({error.strerror or error}); "
+            "pass --write FILE in a folder you can write to"
+        ) from error
     print(markdown, end="")
     print(f"(written to {path})")
 
@@ -252,8 +340,15 @@ def command_data_check(args: argparse.Namespace) -> None:
         imbalance_ratio=args.imbalance_ratio,
         data_seed=args.data_seed,
         download=args.download,
+        custom_lists=args.custom_lists,
     )
-    print("\n".join(check_dataset(args.dataset, options).lines))
+    report = check_dataset(args.dataset, options, decode=args.decode)
+    print("\n".join([*report.lines, *report.unreadable]))
+    if report.unreadable:
+        raise UserError(
+            f"images that cannot be decoded: {len(report.unreadable)} (named above); replace the files, or "
+            f"drop their entries from the lists and pass --custom-lists"
+        )
 
 
 def command_list(args: argparse.Namespace) -> None:
@@ -300,6 +395,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(sweep)
     sweep.set_defaults(handler=command_sweep)
 
+    recipe = commands.add_parser(
+        "recipe", help="print the fully resolved configuration a run would use, without running it"
+    )
+    recipe.add_argument("--method", required=True)
+    recipe.add_argument("--dataset", required=True)
+    recipe.add_argument("--seed", type=int, default=0)
+    recipe.add_argument("--json", action="store_true", help="exactly the record's `config` object, as JSON")
+    add_run_arguments(recipe)
+    recipe.set_defaults(handler=command_recipe)
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="run a paper's table rows under --protocol paper and write reported vs reproduced",
+    )
+    reproduce.add_argument("paper", nargs="?", help="a paper key (see --list)")
+    reproduce.add_argument("--list", action="store_true", help="the papers that can be reproduced")
+    reproduce.add_argument("--datasets", nargs="+", help="only these datasets' rows (default: all)")
+    reproduce.add_argument("--seeds", type=int, nargs="+", default=[0])
+    add_run_arguments(reproduce)
+    reproduce.set_defaults(handler=command_reproduce)
+
     status = commands.add_parser(
         "status", help="queued, running, finished, failed: the runs of a results tree, on SLURM or local"
     )
@@ -345,6 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data-seed", type=int, default=0)
     check.add_argument(
         "--download", action="store_true", help="fetch missing split lists when a network is there"
+    )
+    check.add_argument(
+        "--custom-lists",
+        action="store_true",
+        help="split lists other than the published ones: check them, but compare nothing with the published",
+    )
+    check.add_argument(
+        "--decode", action="store_true", help="also open and fully decode every image, in parallel"
     )
     check.set_defaults(handler=command_data_check)
 

@@ -8,9 +8,11 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from lt_bench.data.base import DATASETS, Recipe
+from lt_bench.data.base import DATASETS
+from lt_bench.data.split_lists import files_digest
 from lt_bench.errors import UserError
 from lt_bench.protocol import PROTOCOLS
 
@@ -19,6 +21,7 @@ SELECTIONS = ("last", "best-val")
 # Fields that say where or how a run executes, not what it computes: not part of a run's identity.
 PLACEMENT_FIELDS = (
     "data_root",
+    "pretrained_file",  # where the weights are read from; their digest is part of the identity
     "output",
     "device",
     "download",
@@ -50,12 +53,16 @@ class RunConfig:
     zero_init_last: bool = True
     select: str = "last"
     protocol: str = "shared"
-    custom_lists: bool = False  # split lists other than the published ones (their digest is recorded)
+    custom_lists: bool = False  # split lists other than the published ones
+    lists_digest: str | None = None  # with custom_lists: a digest of the list files, so they name the run
+    pretrained: bool = False  # start from timm's published weights of the backbone
+    pretrained_digest: str | None = None  # digest of --pretrained-file's weights (the file names the run)
     seed: int = 0
     data_seed: int = 0
     imbalance_ratio: float | None = None
     knobs: dict[str, float] = field(default_factory=dict)  # fixed test-time knobs, e.g. {"alpha": 2.0}
     data_root: str | None = None
+    pretrained_file: str | None = None  # a local state dict to start the backbone from
     output: str = "results"
     device: str = "cpu"
     download: bool = False
@@ -93,30 +100,90 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
-def resolve_config(method: str, dataset: str, **overrides: Any) -> RunConfig:
-    """The dataset's recipe with every non-None override applied, validated.
+def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **overrides: Any) -> RunConfig:
+    """The protocol's recipe for (method, dataset) with every non-None override applied, validated.
 
-    A batch size different from the recipe's scales the recipe's learning rate linearly
+    `shared` (the default) is the dataset's recipe for every method; `paper` is the method's own
+    paper's recipe (`Method.paper_recipes`). Epochs other than the recipe's move its milestones and
+    warm-up proportionally; a batch size other than the recipe's scales its learning rate linearly
     (Goyal et al. 2017) unless `lr` is given too.
     """
-    source = DATASETS.get(dataset)
-    recipe: Recipe = source.recipe
+    protocol = protocol or "shared"
+    recipe = protocol_recipe(method, dataset, protocol)
     given = {name: value for name, value in overrides.items() if value is not None}
-    values = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)}
-    if "batch_size" in given and "lr" not in given and given["batch_size"] != recipe.batch_size:
-        given["lr"] = recipe.lr * given["batch_size"] / recipe.batch_size
-        print(
-            f"{dataset}: lr {recipe.lr:g} × batch {given['batch_size']}/{recipe.batch_size} = "
-            f"{given['lr']:g} (recipe lr scaled linearly with the global batch; --lr sets it)",
-            file=sys.stderr,
+    values = {**recipe, **given}
+    lr_note = None
+    if "batch_size" in given and "lr" not in given and given["batch_size"] != recipe["batch_size"]:
+        values["lr"] = recipe["lr"] * given["batch_size"] / recipe["batch_size"]
+        lr_note = (
+            f"{dataset}: lr {recipe['lr']:g} × batch {given['batch_size']}/{recipe['batch_size']} = "
+            f"{values['lr']:g} (recipe lr scaled linearly with the global batch; --lr sets it)"
         )
-    values.update(given)
+    values.update(scaled_schedule(recipe, values["epochs"], given))
     values["milestones"] = tuple(values.get("milestones", ()))
+    source = DATASETS.get(dataset)
     if values.get("imbalance_ratio") is None:
         values["imbalance_ratio"] = source.default_imbalance_ratio
-    config = RunConfig(method=method, dataset=dataset, **values)
+    list_files = source().split_list_files(Path(values.get("data_root") or "."))
+    if values.get("custom_lists") and list_files:
+        values["lists_digest"] = files_digest(list_files)
+    if values.get("pretrained_file"):
+        values["pretrained_digest"] = weights_digest(Path(values["pretrained_file"]))
+    config = RunConfig(method=method, dataset=dataset, protocol=protocol, **values)
     validate(config)
+    if config.select == "best-val" and DATASETS.get(dataset).validation_is_test:
+        raise UserError(
+            f"--select best-val needs a validation split apart from the test images, which {dataset} "
+            f"lacks; pass --select last"
+        )
+    if lr_note:
+        print(lr_note, file=sys.stderr)
     return config
+
+
+def weights_digest(path: Path) -> str:
+    """The digest that names a --pretrained-file in the run id; a one-line error when unreadable."""
+    from lt_bench.backbones import file_digest  # imports timm: only when weights are given
+
+    try:
+        return file_digest(path)
+    except OSError as error:
+        raise UserError(
+            f"--pretrained-file {path} is not readable ({error.strerror}); pass a state dict file"
+        ) from error
+
+
+def protocol_recipe(method: str, dataset: str, protocol: str) -> dict[str, Any]:
+    """The training fields `protocol` prescribes for `method` on `dataset` (before user overrides)."""
+    if protocol not in PROTOCOLS:
+        raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    shared = dataclasses.asdict(DATASETS.get(dataset).recipe)
+    if protocol == "shared":
+        return shared
+    from lt_bench.method import METHODS  # the method registry imports every method: only when needed
+
+    method_class = METHODS.get(method)
+    paper_recipe = method_class.paper_recipes.get(dataset)
+    if paper_recipe is None:
+        known = ", ".join(sorted(method_class.paper_recipes)) or "none"
+        raise UserError(
+            f"method {method!r} has no paper recipe for {dataset} (its paper recipes: {known}); "
+            f"pass --protocol shared"
+        )
+    return {**shared, **paper_recipe.overrides}
+
+
+def scaled_schedule(recipe: dict[str, Any], epochs: int, given: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's milestones and warm-up moved proportionally to `epochs` (e.g. 160, 180 of 200 →
+    80, 90 of 100); values the user gave stay as given."""
+    if epochs == recipe["epochs"] or not isinstance(epochs, int) or epochs < 1:
+        return {}
+    ratio = epochs / recipe["epochs"]
+    scaled = {
+        "milestones": tuple(math.floor(milestone * ratio) for milestone in recipe["milestones"]),
+        "warmup_epochs": math.floor(recipe["warmup_epochs"] * ratio),
+    }
+    return {name: value for name, value in scaled.items() if name not in given}
 
 
 def validate(config: RunConfig) -> None:

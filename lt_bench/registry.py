@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
@@ -64,9 +64,9 @@ class Registry(Generic[T]):
         if name in self._unusable:
             raise UserError(self._unusable[name])
         choices = sorted(self._objects)
-        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise UserError(f"unknown {self.kind} {name!r}.{hint} Choices: {', '.join(choices)}")
+        raise UserError(
+            f"unknown {self.kind} {name!r}.{did_you_mean(name, choices)} Choices: {', '.join(choices)}"
+        )
 
     def names(self) -> list[str]:
         self._load()
@@ -137,6 +137,12 @@ class Registry(Generic[T]):
                 f"not a subclass of {_describe_origin(self._base)}; {fix}"
             )
         return plugin
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """ " Did you mean 'a' or 'b'?" for the choices close to `name`; empty when none is."""
+    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.5)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def describe(obj: object) -> str:

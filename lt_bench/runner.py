@@ -15,6 +15,7 @@ import torch
 from lt_bench import distributed
 from lt_bench.atomic import write_json
 from lt_bench.backbones import LongTailClassifier, accelerate, check_backbone_name, create_backbone
+from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
@@ -73,7 +74,13 @@ def run(config: RunConfig) -> dict[str, Any]:
     device = distributed.start_from_environment(_device(config.device))
     paths = RunPaths.of(config)
     torch.manual_seed(config.seed)
-    backbone = create_backbone(config.backbone, data.in_chans).to(device)
+    backbone = create_backbone(
+        config.backbone,
+        data.in_chans,
+        zero_init_last=config.zero_init_last,
+        pretrained=config.pretrained,
+        pretrained_file=Path(config.pretrained_file) if config.pretrained_file else None,
+    ).to(device)
     _check_backbone_takes_images(backbone, data, config.backbone, device)
     steps_per_epoch = len(data.train) // config.batch_size
     context = MethodContext(
@@ -85,6 +92,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         steps_per_epoch=steps_per_epoch,
         base_lr=config.lr,
         lr_milestones=config.milestones,
+        protocol=config.protocol,
     )
     method = method_class(context)
     knob_candidates(method, config)  # an unknown --knob fails now, not after training
@@ -103,6 +111,9 @@ def run(config: RunConfig) -> dict[str, Any]:
         plan = _plan(config, method.second_stage_epochs(), "cosine", 0)
     _claim_folder(paths, config)  # after every check of the input, so bad input leaves no folder
     accelerate(model, channels_last=config.channels_last, compile=config.compile)
+    best_epoch = (
+        _best_epoch(paths, model, method, data, config, device) if config.select == "best-val" else None
+    )
     try:
         train(
             model,
@@ -114,6 +125,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             log_path=paths.log,
             extra_checkpoint={"config": config.identity()},
             checkpoint_seconds=config.checkpoint_seconds,
+            on_epoch_end=best_epoch,
         )
     except TrainingFailed as error:
         _write_failed(config, str(error), started)
@@ -122,6 +134,11 @@ def run(config: RunConfig) -> dict[str, Any]:
         ) from error
     if not distributed.is_main_process():  # rank 0 alone evaluates (every image once) and writes
         return distributed.from_main_process(None)
+    kept_epoch = (
+        best_epoch.restore(device)
+        if best_epoch is not None
+        else {"rule": "last", "epoch": plan.epochs, "why": "the final epoch's weights"}
+    )
     try:
         evaluation = evaluate(model, method, data, config, device)
     except (RuntimeError, MemoryError) as error:
@@ -135,6 +152,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         status="finished",
         class_counts=data.class_counts,
         first_stage=first_stage and {"run_id": first_stage["run_id"], "reused": first_stage["reused"]},
+        kept_epoch=kept_epoch,
         **evaluation,
     )
     write_record(config.output, record)
@@ -148,8 +166,14 @@ def load_data(config: RunConfig) -> LongTailedData:
         data_seed=config.data_seed,
         download=config.download,
         num_workers=config.num_workers,
+        custom_lists=config.custom_lists,
     )
     data = DATASETS.get(config.dataset)().load(options)
+    if data.lists_digest != config.lists_digest:
+        raise UserError(
+            f"the split lists of {config.dataset} changed after this run was configured "
+            f"(digest {data.lists_digest} vs {config.lists_digest}); start the command again"
+        )
     if config.batch_size > len(data.train):
         raise UserError(
             f"--batch-size {config.batch_size} is larger than the {len(data.train)} training images of "
@@ -165,20 +189,8 @@ def evaluate(
     val_features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
     test_features = extract_features(model.backbone, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
     candidates = knob_candidates(method, config)
-    model.head.eval()
-    searched = []
+    best, searched = search_knobs(model, method, val_features, data, candidates)
     with torch.no_grad():
-        for values in itertools.product(*candidates.values()):
-            knobs = dict(zip(candidates, values, strict=True))
-            logits = method.inference_logits(model.head, val_features, **knobs).cpu()
-            metrics = classification_metrics(logits, data.val.labels, data.class_counts, data.shot_rule)
-            searched.append(
-                {
-                    "knobs": knobs,
-                    **{k: metrics[k] for k in ("balanced_accuracy", "top1", "many", "medium", "few")},
-                }
-            )
-        best = max(searched, key=lambda entry: entry["balanced_accuracy"])  # first of equals wins
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
         test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
     test_metrics = classification_metrics(test_logits, data.test.labels, data.class_counts, data.shot_rule)
@@ -196,6 +208,49 @@ def evaluate(
         "test_labels": data.test.labels.tolist(),
         "test_predictions": test_logits.argmax(1).tolist(),
     }
+
+
+@torch.no_grad()
+def search_knobs(
+    model: LongTailClassifier,
+    method: Method,
+    val_features: torch.Tensor,
+    data: LongTailedData,
+    candidates: dict[str, tuple[float, ...]],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every combination of knob values on the validation features; the best by balanced accuracy
+    (the first of equals wins) and the list of all tried."""
+    model.head.eval()
+    searched = []
+    for values in itertools.product(*candidates.values()):
+        knobs = dict(zip(candidates, values, strict=True))
+        logits = method.inference_logits(model.head, val_features, **knobs).cpu()
+        metrics = classification_metrics(logits, data.val.labels, data.class_counts, data.shot_rule)
+        searched.append(
+            {
+                "knobs": knobs,
+                **{k: metrics[k] for k in ("balanced_accuracy", "top1", "many", "medium", "few")},
+            }
+        )
+    return max(searched, key=lambda entry: entry["balanced_accuracy"]), searched
+
+
+def _best_epoch(
+    paths: RunPaths,
+    model: LongTailClassifier,
+    method: Method,
+    data: LongTailedData,
+    config: RunConfig,
+    device: torch.device,
+) -> BestEpoch:
+    """The `--select best-val` hook: validation balanced accuracy after each epoch, best kept."""
+    candidates = knob_candidates(method, config)
+
+    def score() -> float:
+        features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
+        return search_knobs(model, method, features, data, candidates)[0]["balanced_accuracy"]
+
+    return BestEpoch(paths.folder / "best.pt", model, method, score)
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +298,7 @@ def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int) -> 
             warmup_epochs=warmup_epochs,
             milestones=config.milestones,
             lr_decay=config.lr_decay,
+            warmup_start=config.warmup_start,
         )
 
     return StagePlan(
@@ -252,6 +308,7 @@ def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int) -> 
         momentum=config.momentum,
         weight_decay=config.weight_decay,
         seed=config.seed,
+        nesterov=config.nesterov,
     )
 
 

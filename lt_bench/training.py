@@ -39,6 +39,7 @@ class StagePlan:
     momentum: float
     weight_decay: float
     seed: int
+    nesterov: bool = False
 
 
 class TrainingFailed(RuntimeError):
@@ -84,7 +85,11 @@ def make_optimizer(model: nn.Module, plan: StagePlan) -> torch.optim.SGD:
     if not parameters:
         parameters = [nn.Parameter(torch.zeros(0))]  # a stage with nothing to train still checkpoints
     return torch.optim.SGD(
-        parameters, lr=plan.learning_rate(0), momentum=plan.momentum, weight_decay=plan.weight_decay
+        parameters,
+        lr=plan.learning_rate(0),
+        momentum=plan.momentum,
+        weight_decay=plan.weight_decay,
+        nesterov=plan.nesterov,
     )
 
 
@@ -99,9 +104,13 @@ def train(
     log_path: Path,
     extra_checkpoint: dict[str, Any],
     checkpoint_seconds: float,
+    on_epoch_end: Callable[[int], None] | None = None,
 ) -> None:
     """Train `model` from the step its checkpoint reached, checkpointing after every epoch and every
-    `checkpoint_seconds` mid-epoch; an interrupted run continues exactly as if never stopped."""
+    `checkpoint_seconds` mid-epoch; an interrupted run continues exactly as if never stopped.
+
+    `on_epoch_end(epoch)` runs in the main process after each epoch's training, before its checkpoint
+    (so a run killed in between repeats the epoch and the call)."""
     optimizer = make_optimizer(model, plan)
     state = load_checkpoint(checkpoint_path, device)
     progress = Progress() if state is None else restore_training(state, model, optimizer, method)
@@ -170,6 +179,9 @@ def train(
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
             if not distributed.is_main_process():
                 continue
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+                model.train()
             checkpoint()
             _write_log(log_path, progress.log)
     except (RuntimeError, MemoryError) as error:

@@ -1,5 +1,7 @@
 """The causal TDE math against values computed by hand (Tang et al. 2020, Eq. 7–8)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -100,13 +102,19 @@ def test_method_tracks_features_and_keeps_state_through_a_checkpoint():
     assert torch.equal(restored.moving_average, method.moving_average)
 
 
-def test_alpha_is_the_papers_where_it_set_one_and_searched_elsewhere():
-    assert METHODS.get("causal_tde")(_context("imagenet_lt")).test_time_knobs() == {"alpha": (3.0,)}
-    assert METHODS.get("causal_tde")(_context("cifar10_lt")).test_time_knobs() == {"alpha": (1.0,)}
-    assert METHODS.get("causal_tde")(_context("cifar100_lt")).test_time_knobs() == {"alpha": (1.5,)}
-    grid = METHODS.get("causal_tde")(_context("mnist_lt")).test_time_knobs()["alpha"]
-    assert len(grid) > 5 and min(grid) == 0.0 and max(grid) == 3.0
-    assert METHODS.get("deconfound")(_context("mnist_lt")).test_time_knobs() == {"alpha": (0.0,)}
+def test_alpha_is_the_papers_under_the_paper_protocol_and_searched_under_shared():
+    def knobs(dataset: str, protocol: str, method: str = "causal_tde") -> dict:
+        return METHODS.get(method)(replace(_context(dataset), protocol=protocol)).test_time_knobs()
+
+    assert knobs("imagenet_lt", "paper") == {"alpha": (3.0,)}
+    assert knobs("places_lt", "paper") == {"alpha": (3.0,)}
+    assert knobs("cifar10_lt", "paper") == {"alpha": (1.0,)}
+    assert knobs("cifar100_lt", "paper") == {"alpha": (1.5,)}
+    for dataset in ("imagenet_lt", "cifar10_lt", "mnist_lt"):
+        grid = knobs(dataset, "shared")["alpha"]
+        assert len(grid) > 5 and min(grid) == 0.0 and max(grid) == 3.0
+    assert knobs("mnist_lt", "shared", "deconfound") == {"alpha": (0.0,)}
+    assert knobs("cifar10_lt", "paper", "deconfound") == {"alpha": (0.0,)}
 
 
 def test_momentum_follows_the_learning_rate_only_on_imagenet_and_places():

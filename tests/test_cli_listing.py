@@ -38,7 +38,7 @@ def test_a_pipe_closed_before_anything_is_written_ends_with_status_141_and_no_tr
         ("methods", "ldam*", ["ldam", "ldam_drw"]),
         ("methods", "*tde", ["causal_tde"]),
         ("datasets", "cifar*", ["cifar100_lt", "cifar10_lt"]),
-        ("backbones", "resnet32_*", ["resnet32_cifar"]),
+        ("backbones", "resnet32_*", ["resnet32_bbn", "resnet32_cifar"]),
     ],
 )
 def test_a_pattern_filters_the_listing(what, pattern, names, capsys):
