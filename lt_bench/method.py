@@ -115,5 +115,5 @@ class Method:
 
 METHOD_ENTRY_POINTS = "lt_bench.methods"  # the entry-point group of installed method plugins
 METHODS: Registry[type[Method]] = Registry(
-    "method", builtin_package="lt_bench.methods", entry_point_group=METHOD_ENTRY_POINTS
+    "method", builtin_package="lt_bench.methods", entry_point_group=METHOD_ENTRY_POINTS, base=Method
 )

@@ -15,7 +15,7 @@ import torch
 
 from lt_bench import distributed
 from lt_bench.atomic import write_json
-from lt_bench.backbones import LongTailClassifier, accelerate, create_backbone
+from lt_bench.backbones import LongTailClassifier, accelerate, check_backbone_name, create_backbone
 from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
@@ -127,7 +127,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         protocol=config.protocol,
     )
     method = method_class(context)
-    _knob_candidates(method, config)  # an unknown --knob fails now, not after training
+    knob_candidates(method, config)  # an unknown --knob fails now, not after training
     _check_folder_config(paths, config)
     _discard_if_code_changed(paths, config, code)
     source = _knob_free_run(config)
@@ -233,7 +233,7 @@ def evaluate(
     """Pick the test-time knobs on the validation split, then measure the test split with them."""
     val_features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
     test_features = extract_features(model.backbone, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
-    candidates = _knob_candidates(method, config)
+    candidates = knob_candidates(method, config)
     best, searched = search_knobs(model, method, val_features, data, candidates)
     with torch.no_grad():
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
@@ -301,7 +301,7 @@ def _best_epoch(
     device: torch.device,
 ) -> BestEpoch:
     """The `--select best-val` hook: validation balanced accuracy after each epoch, best kept."""
-    candidates = _knob_candidates(method, config)
+    candidates = knob_candidates(method, config)
 
     def score() -> float:
         features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
@@ -314,7 +314,28 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k not in ("per_class_accuracy", "calibration")}
 
 
-def _knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float, ...]]:
+def check_names(config: RunConfig) -> None:
+    """The checks of a run's input that need no data: its method, backbone and `--knob` names. A sweep
+    makes them for every run before the first starts, SLURM before anything is submitted."""
+    method_class = METHODS.get(config.method)
+    check_backbone_name(config.backbone)
+    # Knob names depend on the method and the dataset's name only, so placeholder counts will do.
+    placeholder = MethodContext(
+        dataset=config.dataset,
+        num_classes=2,
+        class_counts=(1, 1),
+        feature_dim=1,
+        epochs=config.epochs,
+        steps_per_epoch=1,
+        base_lr=config.lr,
+        lr_milestones=config.milestones,
+        protocol=config.protocol,
+    )
+    knob_candidates(method_class(placeholder), config)
+
+
+def knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float, ...]]:
+    """Each test-time knob's candidates, `--knob` values fixing theirs; an unknown name is a UserError."""
     candidates = dict(method.test_time_knobs())
     for name, value in config.knobs.items():
         if name not in candidates:
