@@ -243,12 +243,11 @@ def command_reproduce(args: argparse.Namespace) -> None:
 
     rows = reproduction_rows(args.paper, args.datasets, args.seeds, make_config)
     configs = list({c.run_id: c for row in rows for c in row.configs}.values())
+    failures = []
     if args.launcher == "slurm":
         _submit(args, configs)
     else:
-        for index, config in enumerate(configs, 1):
-            print(f"[{index}/{len(configs)}] ", end="", flush=True)
-            _execute(config, args.rerun)
+        failures = _execute_all(configs, args.rerun)
     records = {record["run_id"]: record for record in iter_records(args.output)}
     paper, _ = paper_named(args.paper)
     page = Path(args.output) / "reproduction" / f"{paper.key}.md"
@@ -256,6 +255,7 @@ def command_reproduce(args: argparse.Namespace) -> None:
     write_atomically(page, lambda handle: handle.write(markdown.encode()))
     print(markdown, end="")
     print(f"(written to {page})")
+    _raise_failures(failures, len(configs))
 
 
 def command_status(args: argparse.Namespace) -> None:
@@ -273,7 +273,6 @@ def command_status(args: argparse.Namespace) -> None:
 def command_sweep(args: argparse.Namespace) -> None:
     """Every run of methods × datasets × seeds; one that fails is listed at the end, the others go on."""
     from lt_bench.method import METHODS
-    from lt_bench.runner import check_names
 
     methods = METHODS.names() if args.methods == ["all"] else args.methods
     for name in methods:
@@ -282,26 +281,40 @@ def command_sweep(args: argparse.Namespace) -> None:
     if args.launcher == "slurm":
         _submit(args, configs)
         return
-    for config in configs:  # input errors that concern every run stop the sweep before it starts
-        check_names(config)
     started = time.perf_counter()
+    failures = _execute_all(configs, args.rerun)
+    print(f"sweep of {len(configs)} runs took {time.perf_counter() - started:.1f} s")
+    _write_leaderboard(args.output, None)
+    _raise_failures(failures, len(configs))
+
+
+def _execute_all(configs: list[Any], rerun: bool) -> list[str]:
+    """Run each config in turn; one that fails is reported and the others go on. The failures."""
+    from lt_bench.runner import check_names
+
+    for config in configs:  # input errors that concern every run stop before anything runs
+        check_names(config)
     failures = []
     for index, config in enumerate(configs, 1):
         print(f"[{index}/{len(configs)}] ", end="", flush=True)
         try:
-            _execute(config, args.rerun)
+            _execute(config, rerun)
         except UserError as error:
             print(f"{config.run_id}: failed: {error}", flush=True)
             failures.append(f"{config.run_id}: {error}")
-    print(f"sweep of {len(configs)} runs took {time.perf_counter() - started:.1f} s")
-    _write_leaderboard(args.output, None)
-    if failures:
-        for failure in failures:
-            print(f"failed: {failure}", file=sys.stderr)
-        raise UserError(
-            f"{len(failures)} of {len(configs)} runs failed (listed above); fix them and rerun the same "
-            f"command: finished runs are kept, the failed ones run again"
-        )
+    return failures
+
+
+def _raise_failures(failures: list[str], total: int) -> None:
+    """List the failed runs on stderr and end with a non-zero status (after everything was written)."""
+    if not failures:
+        return
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    raise UserError(
+        f"{len(failures)} of {total} runs failed (listed above); fix them and rerun the same "
+        f"command: finished runs are kept, the failed ones run again"
+    )
 
 
 def command_leaderboard(args: argparse.Namespace) -> None:
