@@ -53,6 +53,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr-decay", type=float, help="multistep factor at each milestone")
     group.add_argument("--imbalance-ratio", type=float)
     group.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="the backbone's autocast (default auto: bf16 on a GPU that has it, else fp32); in the run id",
+    )
+    group.add_argument(
         "--knob",
         type=_knob,
         action="append",
@@ -67,11 +72,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     place.add_argument(
         "--num-workers",
         type=int,
-        help="loader workers of image-file datasets (default: the usable CPU cores, at most 8)",
+        help="loader workers of image-file datasets (default: the CPUs the process may use)",
     )
     place.add_argument("--output", default="results", help="results tree (default: results)")
     place.add_argument(
-        "--device", help="torch device, e.g. cpu or cuda (default: cpu; on SLURM: cuda when the run has GPUs)"
+        "--device",
+        help="torch device: auto (default: the local GPU when one is visible, else cpu), cpu, cuda, cuda:1",
     )
     place.add_argument(
         "--rerun", action="store_true", help="discard a finished run of this config and train again"
@@ -111,6 +117,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         milestones=tuple(args.milestones) if args.milestones is not None else None,
         lr_decay=args.lr_decay,
         imbalance_ratio=args.imbalance_ratio,
+        precision=args.precision,
         seed=seed,
         data_seed=args.data_seed,
         knobs=dict(args.knob) or None,
@@ -118,17 +125,11 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         output=args.output,
         device=args.device,
         download=args.download or None,
-        num_workers=_num_workers(args),
+        num_workers=args.num_workers,
         checkpoint_seconds=args.checkpoint_every,
         channels_last=args.channels_last or None,
         compile=args.compile or None,
     )
-
-
-def _num_workers(args: argparse.Namespace) -> int:
-    from lt_bench.data.files import default_num_workers
-
-    return default_num_workers() if args.num_workers is None else args.num_workers
 
 
 def _execute(config: Any, rerun: bool) -> dict[str, Any]:
@@ -173,7 +174,7 @@ def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
         cluster=args.cluster,
         overrides=resource_overrides(args),
         rerun=args.rerun,
-        device_given=args.device is not None,
+        precision_given=args.precision not in (None, "auto"),
     )
 
 

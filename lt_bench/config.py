@@ -12,6 +12,7 @@ from typing import Any
 
 from lt_bench.data.base import DATASETS
 from lt_bench.errors import UserError
+from lt_bench.precision import PRECISIONS, resolve_precision
 from lt_bench.protocol import PROTOCOLS
 
 SCHEDULES = ("cosine", "multistep")
@@ -51,15 +52,16 @@ class RunConfig:
     select: str = "last"
     protocol: str = "shared"
     custom_lists: bool = False  # split lists other than the published ones (their digest is recorded)
+    precision: str = "fp32"  # the backbone's autocast: fp32, bf16 or fp16 (`auto` resolved before this)
     seed: int = 0
     data_seed: int = 0
     imbalance_ratio: float | None = None
     knobs: dict[str, float] = field(default_factory=dict)  # fixed test-time knobs, e.g. {"alpha": 2.0}
     data_root: str | None = None
     output: str = "results"
-    device: str = "cpu"
+    device: str = "auto"  # the local (rank's) GPU when one is visible, else the CPU
     download: bool = False
-    num_workers: int = 0
+    num_workers: int | None = None  # None: the CPUs the process may use, counted where it runs
     checkpoint_seconds: float = 120.0  # mid-epoch checkpoint interval (every epoch end checkpoints too)
     channels_last: bool = False  # speed only: the model in channels_last memory format
     compile: bool = False  # speed only: the backbone under torch.compile
@@ -114,6 +116,7 @@ def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **
         )
     values.update(scaled_schedule(recipe, values["epochs"], given))
     values["milestones"] = tuple(values.get("milestones", ()))
+    values["precision"] = resolve_precision(values.get("precision", "auto"), values.get("device", "auto"))
     if values.get("imbalance_ratio") is None:
         values["imbalance_ratio"] = DATASETS.get(dataset).default_imbalance_ratio
     config = RunConfig(method=method, dataset=dataset, protocol=protocol, **values)
@@ -201,6 +204,10 @@ def validate(config: RunConfig) -> None:
         (
             config.protocol in PROTOCOLS,
             f"--protocol must be one of {', '.join(PROTOCOLS)}, got {config.protocol!r}",
+        ),
+        (
+            config.precision in PRECISIONS,
+            f"--precision must be auto or one of {', '.join(PRECISIONS)}, got {config.precision!r}",
         ),
         (
             _non_negative(config.checkpoint_seconds),

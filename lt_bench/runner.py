@@ -18,10 +18,13 @@ from lt_bench.backbones import LongTailClassifier, accelerate, create_backbone
 from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
-from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
+from lt_bench.data.base import DATASETS, DataOptions, LongTailedData, Split
+from lt_bench.data.files import default_num_workers
+from lt_bench.devices import describe_device, resolve_device
 from lt_bench.errors import UserError
 from lt_bench.evaluation import classification_metrics
 from lt_bench.method import METHODS, Method, MethodContext
+from lt_bench.precision import check_precision
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, write_record
 from lt_bench.schedule import learning_rate
 from lt_bench.training import StagePlan, TrainingFailed, extract_features, is_out_of_memory, train
@@ -71,7 +74,8 @@ def run(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     method_class = METHODS.get(config.method)
     data = load_data(config)
-    device = distributed.start_from_environment(_device(config.device))
+    device = distributed.start_from_environment(resolve_device(config.device))
+    check_precision(config.precision, device)
     paths = RunPaths.of(config)
     torch.manual_seed(config.seed)
     backbone = create_backbone(config.backbone, data.in_chans).to(device)
@@ -104,7 +108,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
         plan = _plan(config, method.second_stage_epochs(), "cosine", 0)
     _claim_folder(paths, config)  # after every check of the input, so bad input leaves no folder
-    accelerate(model, channels_last=config.channels_last, compile=config.compile)
+    accelerate(model, channels_last=config.channels_last, compile=config.compile, device=device)
     best_epoch = (
         _best_epoch(paths, model, method, data, config, device) if config.select == "best-val" else None
     )
@@ -122,7 +126,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             on_epoch_end=best_epoch,
         )
     except TrainingFailed as error:
-        _write_failed(config, str(error), started)
+        _write_failed(config, str(error), started, device)
         raise UserError(
             f"{error}; the last good checkpoint is kept in {paths.folder}; {error.fix}"
         ) from error
@@ -138,7 +142,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
             raise
-        _write_failed(config, f"out of memory on {device} while evaluating", started)
+        _write_failed(config, f"out of memory on {device} while evaluating", started, device)
         raise UserError(f"out of memory on {device} while evaluating; pass a smaller --backbone") from error
     record = _record(
         config,
@@ -147,6 +151,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         class_counts=data.class_counts,
         first_stage=first_stage and {"run_id": first_stage["run_id"], "reused": first_stage["reused"]},
         kept_epoch=kept_epoch,
+        device=describe_device(device, distributed.world_size()),
         **evaluation,
     )
     write_record(config.output, record)
@@ -159,7 +164,7 @@ def load_data(config: RunConfig) -> LongTailedData:
         imbalance_ratio=config.imbalance_ratio,
         data_seed=config.data_seed,
         download=config.download,
-        num_workers=config.num_workers,
+        num_workers=default_num_workers() if config.num_workers is None else config.num_workers,
     )
     data = DATASETS.get(config.dataset)().load(options)
     if config.batch_size > len(data.train):
@@ -174,8 +179,8 @@ def evaluate(
     model: LongTailClassifier, method: Method, data: LongTailedData, config: RunConfig, device: torch.device
 ) -> dict[str, Any]:
     """Pick the test-time knobs on the validation split, then measure the test split with them."""
-    val_features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
-    test_features = extract_features(model.backbone, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
+    val_features = _features(model, data.val, config, device)
+    test_features = _features(model, data.test, config, device)
     candidates = _knob_candidates(method, config)
     best, searched = search_knobs(model, method, val_features, data, candidates)
     with torch.no_grad():
@@ -235,10 +240,18 @@ def _best_epoch(
     candidates = _knob_candidates(method, config)
 
     def score() -> float:
-        features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
+        features = _features(model, data.val, config, device)
         return search_knobs(model, method, features, data, candidates)[0]["balanced_accuracy"]
 
     return BestEpoch(paths.folder / "best.pt", model, method, score)
+
+
+def _features(
+    model: LongTailClassifier, split: Split, config: RunConfig, device: torch.device
+) -> torch.Tensor:
+    return extract_features(
+        model, split, batch_size=EVAL_BATCH_SIZE, device=device, precision=config.precision
+    )
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +288,7 @@ def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int) -> 
         weight_decay=config.weight_decay,
         seed=config.seed,
         nesterov=config.nesterov,
+        precision=config.precision,
     )
 
 
@@ -286,17 +300,6 @@ def _first_stage(config: RunConfig, first_method: str) -> dict[str, Any]:
     if not reused:
         record = run(first_config)
     return {"run_id": record["run_id"], "reused": reused, "config": first_config}
-
-
-def _device(name: str) -> torch.device:
-    """`--device` as a torch device this machine has."""
-    try:
-        device = torch.device(name)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"--device {name!r} is not usable here ({first_line}); pass --device cpu") from error
-    return device
 
 
 def _first_stage_checkpoint(first_config: RunConfig, device: torch.device) -> dict[str, Any]:
@@ -354,9 +357,11 @@ def _check_backbone_takes_images(
             ) from error
 
 
-def _write_failed(config: RunConfig, reason: str, started: float) -> None:
+def _write_failed(config: RunConfig, reason: str, started: float, device: torch.device) -> None:
     if distributed.is_main_process():
-        write_record(config.output, _record(config, started, status="failed", error=reason, metrics={}))
+        described = describe_device(device, distributed.world_size())
+        record = _record(config, started, status="failed", error=reason, metrics={}, device=described)
+        write_record(config.output, record)
 
 
 def _record(config: RunConfig, started: float, **fields: Any) -> dict[str, Any]:
@@ -370,6 +375,7 @@ def _record(config: RunConfig, started: float, **fields: Any) -> dict[str, Any]:
         "seed": config.seed,
         "data_seed": config.data_seed,
         "config": config.to_json(),
+        "precision": config.precision,
         **fields,
         **environment(),
         "wall_time_s": round(time.perf_counter() - started, 3),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from tqdm import tqdm
 
 from lt_bench import distributed
 from lt_bench.atomic import write_atomically
+from lt_bench.backbones import LongTailClassifier
 from lt_bench.checkpoint import (
     Progress,
     load_checkpoint,
@@ -27,6 +27,9 @@ from lt_bench.checkpoint import (
 )
 from lt_bench.data.base import Split
 from lt_bench.method import Method
+from lt_bench.precision import autocast, grad_scaler
+
+CHECK_EVERY_STEPS = 50  # the device-side record of a non-finite loss is read at least this often
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class StagePlan:
     weight_decay: float
     seed: int
     nesterov: bool = False
+    precision: str = "fp32"  # autocast of the backbone: fp32, bf16 or fp16 (see lt_bench.precision)
 
 
 class TrainingFailed(RuntimeError):
@@ -60,6 +64,36 @@ class TrainingDiverged(TrainingFailed):
     def __init__(self, epoch: int, step: int, loss: float) -> None:
         super().__init__(f"loss became {loss}", epoch, step)
         self.loss = loss
+
+
+class DeviceTotals:
+    """The epoch's loss sum and correct predictions, and the first step whose loss was not finite,
+    kept on the training device so that no step waits for it; `settle` reads them (one sync)."""
+
+    def __init__(self, progress: Progress, device: torch.device) -> None:
+        self.loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
+        self.correct = torch.tensor(progress.correct, dtype=torch.int64, device=device)
+        self.bad_step = torch.tensor(-1, dtype=torch.int64, device=device)  # -1: every loss finite
+        self.bad_loss = torch.tensor(0.0, dtype=torch.float64, device=device)
+
+    def add(self, step: int, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        loss = loss.detach().double()
+        first_bad = torch.isfinite(loss).logical_not() & (self.bad_step < 0)
+        self.bad_step = torch.where(first_bad, step, self.bad_step)
+        self.bad_loss = torch.where(first_bad, loss, self.bad_loss)
+        self.loss_sum += loss * len(targets)
+        self.correct += (logits.argmax(1) == targets).sum()
+
+    def settle(self, progress: Progress, epoch: int) -> None:
+        """Raise TrainingDiverged naming the first non-finite step, else copy the totals to `progress`.
+
+        Steps after a non-finite loss may have spoiled the weights: call this before every checkpoint.
+        """
+        values = torch.stack([self.bad_step.double(), self.bad_loss, self.loss_sum, self.correct.double()])
+        bad_step, bad_loss, loss_sum, correct = values.tolist()
+        if bad_step >= 0:
+            raise TrainingDiverged(epoch, int(bad_step), bad_loss)
+        progress.loss_sum, progress.correct = loss_sum, int(correct)
 
 
 class TrainingOutOfMemory(TrainingFailed):
@@ -112,13 +146,14 @@ def train(
     `on_epoch_end(epoch)` runs in the main process after each epoch's training, before its checkpoint
     (so a run killed in between repeats the epoch and the call)."""
     optimizer = make_optimizer(model, plan)
+    scaler = grad_scaler(plan.precision, device)
     state = load_checkpoint(checkpoint_path, device)
-    progress = Progress() if state is None else restore_training(state, model, optimizer, method)
+    progress = Progress() if state is None else restore_training(state, model, optimizer, method, scaler)
     if state is not None and distributed.is_main_process():
         _write_log(log_path, progress.log)  # a kill may have come between checkpoint and log
 
     def checkpoint() -> None:
-        payload = training_payload(model, optimizer, method, progress)
+        payload = training_payload(model, optimizer, method, progress, scaler)
         save_checkpoint(checkpoint_path, {**extra_checkpoint, **payload})
 
     steps = len(split) // plan.batch_size
@@ -152,24 +187,28 @@ def train(
                 for step in range(progress.step, steps)
             ]
             model.train()
+            totals = DeviceTotals(progress, device)
             stream = split.batches(batches, train=True, device=device)
             for step, (images, targets) in enumerate(stream, start=progress.step):
-                features, logits = network(images)
+                with autocast(plan.precision, device):  # the backbone only: see LongTailClassifier
+                    features, logits = network(images)
                 method.on_train_features(features.detach())
                 loss = method.loss(logits, targets)
-                loss_value = loss.item()  # one device sync a step, for the check and the totals
-                if not math.isfinite(loss_value):
-                    raise TrainingDiverged(epoch, step, loss_value)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                correct = int((logits.argmax(1) == targets).sum())
-                progress.add_step(loss_value, correct, len(targets))
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                totals.add(step, loss, logits, targets)  # no host sync: read below, every so often
+                progress.add_step(len(targets))
                 due = time.monotonic() >= next_checkpoint and step + 1 < steps
                 if due and distributed.is_main_process():
+                    totals.settle(progress, epoch)  # a checkpoint only of weights every loss left finite
                     progress.seconds = time.perf_counter() - started
                     checkpoint()
                     next_checkpoint = time.monotonic() + checkpoint_seconds
+                elif (step + 1) % CHECK_EVERY_STEPS == 0:
+                    totals.settle(progress, epoch)
+            totals.settle(progress, epoch)
             progress.loss_sum, progress.correct, progress.seen = distributed.global_sum(
                 torch.tensor(
                     [progress.loss_sum, progress.correct, progress.seen], dtype=torch.float64, device=device
@@ -219,10 +258,13 @@ def _shard_seed(seed: int, epoch: int, step: int) -> int:
 
 @torch.no_grad()
 def extract_features(
-    backbone: nn.Module, split: Split, *, batch_size: int, device: torch.device
+    model: LongTailClassifier, split: Split, *, batch_size: int, device: torch.device, precision: str
 ) -> torch.Tensor:
-    """Eval-mode backbone features of every image of `split`, in split order."""
-    backbone.eval()
+    """Eval-mode fp32 backbone features of every image of `split`, in split order, the backbone under
+    the autocast of `precision` as in training."""
+    model.backbone.eval()
     indices = torch.arange(len(split))
     batches = [(0, indices[start : start + batch_size]) for start in range(0, len(split), batch_size)]
-    return torch.cat([backbone(images) for images, _ in split.batches(batches, train=False, device=device)])
+    with autocast(precision, device):
+        stream = split.batches(batches, train=False, device=device)
+        return torch.cat([model.features(images) for images, _ in stream])

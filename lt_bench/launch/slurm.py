@@ -21,6 +21,7 @@ import submitit
 from lt_bench.config import RunConfig
 from lt_bench.errors import UserError
 from lt_bench.launch.profiles import Resources, load_profile
+from lt_bench.precision import auto_precision
 from lt_bench.records import now
 
 
@@ -70,19 +71,23 @@ def launch(
     cluster: str | None,
     overrides: dict[str, Any],
     rerun: bool,
-    device_given: bool,
+    precision_given: bool,
 ) -> list[Submitted]:
-    """Submit the runs not yet finished, print their job ids and where logs and records go."""
+    """Submit the runs not yet finished, print their job ids and where logs and records go.
+
+    Each job trains on `--device auto` (its GPUs when it has some). Without `--precision`, a run with
+    GPUs is bf16: the nodes' GPUs are not visible from here, so `auto` takes them to be Ampere or
+    newer (a job on an older GPU stops with an error naming --precision fp16 or fp32)."""
     from lt_bench.runner import RunPaths, finished_record
 
     profile = load_profile(cluster)
     pending = []
     for config in configs:
         resources = profile.resources(config.dataset, overrides)
-        config = config.replace(
-            output=str(Path(config.output).resolve()),
-            device=config.device if device_given else resources.device,
-        )
+        config = config.replace(output=str(Path(config.output).resolve()))
+        if not precision_given:
+            on_gpu = resources.gpus_per_node > 0 and config.device.split(":")[0] in ("auto", "cuda")
+            config = config.replace(precision=auto_precision("cuda" if on_gpu else "cpu", native_bf16=True))
         if finished_record(config) is not None and not rerun:
             record = RunPaths.of(config).record
             print(f"{config.run_id}: already finished, record {record} (--rerun trains again)")
