@@ -1,13 +1,19 @@
-"""Backbones come from timm; lt-bench registers the CIFAR ResNet-32 and a small CNN into it.
+"""Backbones come from timm; lt-bench registers the CIFAR ResNet-32s and a small CNN into it.
 
-`create_backbone(name, in_chans)` is `timm.create_model(name, pretrained=False, num_classes=0,
-in_chans=in_chans)`: a module mapping images to pooled features, with `num_features` set.
+`create_backbone(name, in_chans)` is `timm.create_model(name, num_classes=0, in_chans=in_chans)`: a
+module mapping images to pooled features, with `num_features` set; optionally with timm's published
+weights or a local weights file, and with the last BatchNorm of each residual block at 0 or 1.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import pickle
+from pathlib import Path
 
+import safetensors
+import safetensors.torch
 import timm
 import torch
 import torch.nn.functional as F
@@ -68,23 +74,60 @@ class _BasicBlock(nn.Module):
         return F.relu(out + shortcut)
 
 
+def _cifar_resnet_layers(in_chans: int, blocks_per_stage: tuple[int, int, int]) -> list[nn.Module]:
+    """He et al.'s CIFAR ResNet (2016 §4.2): a 3×3 conv to 16 channels with BN and ReLU, then three
+    stages of basic blocks with 16/32/64 channels, the second and third starting with stride 2."""
+    layers: list[nn.Module] = [nn.Conv2d(in_chans, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    in_channels = 16
+    for stage, (channels, blocks) in enumerate(zip((16, 32, 64), blocks_per_stage, strict=True)):
+        for block in range(blocks):
+            layers.append(_BasicBlock(in_channels, channels, 2 if stage > 0 and block == 0 else 1))
+            in_channels = channels
+    return layers
+
+
+def _kaiming_normal_init(model: nn.Module) -> nn.Module:
+    """Kaiming-normal conv and linear weights (BatchNorm keeps weight 1, bias 0), as the official
+    CIFAR ResNets of LDAM-DRW (models/resnet_cifar.py) and BBN (lib/backbone/resnet_cifar.py) do."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight)
+    return model
+
+
+class _ParallelBlocks(nn.Module):
+    """BBN's two last residual blocks side by side on the same input, outputs concatenated along the
+    channels: the conventional-learning branch first, then the re-balancing branch."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conventional = _BasicBlock(channels, channels, 1)
+        self.rebalancing = _BasicBlock(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat((self.conventional(x), self.rebalancing(x)), dim=1)
+
+
 @register_model
 def resnet32_cifar(pretrained: bool = False, num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """ResNet-32 for 32×32 inputs (He et al. 2016 §4.2): 3 stages of 5 blocks, 16/32/64 channels, 64-d
     features after the final ReLU and global average pooling; the CIFAR-LT backbone of LDAM-DRW."""
     if pretrained:
         raise UserError("resnet32_cifar has no pretrained weights; train it from scratch")
-    layers: list[nn.Module] = [nn.Conv2d(in_chans, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-    in_channels = 16
-    for stage, channels in enumerate((16, 32, 64)):
-        for block in range(5):
-            layers.append(_BasicBlock(in_channels, channels, 2 if stage > 0 and block == 0 else 1))
-            in_channels = channels
-    model = _FeatureNet(nn.Sequential(*layers), 64, num_classes)
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(module.weight)
-    return model
+    body = nn.Sequential(*_cifar_resnet_layers(in_chans, (5, 5, 5)))
+    return _kaiming_normal_init(_FeatureNet(body, 64, num_classes))
+
+
+@register_model
+def resnet32_bbn(pretrained: bool = False, num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
+    """BBN's two-branch ResNet-32 (Zhou et al. CVPR 2020; Megvii-Nanjing/BBN
+    lib/backbone/resnet_cifar.py `bbn_res32_cifar`), the CIFAR-LT backbone of causal TDE
+    (KaihuaTang/Long-Tailed-Recognition.pytorch classification/models/ResNet32Feature.py): stages of
+    5, 5 and 4 blocks, then two parallel 64-channel blocks pooled and concatenated into 128-d features."""
+    if pretrained:
+        raise UserError("resnet32_bbn has no pretrained weights; train it from scratch")
+    body = nn.Sequential(*_cifar_resnet_layers(in_chans, (5, 5, 4)), _ParallelBlocks(64))
+    return _kaiming_normal_init(_FeatureNet(body, 128, num_classes))
 
 
 @register_model
@@ -110,15 +153,111 @@ def lt_small_cnn(pretrained: bool = False, num_classes: int = 10, in_chans: int 
     return _FeatureNet(body, 64, num_classes)
 
 
-def create_backbone(name: str, in_chans: int) -> nn.Module:
-    """A timm model without classifier (`num_classes=0`): images → pooled features."""
+def create_backbone(
+    name: str,
+    in_chans: int,
+    *,
+    zero_init_last: bool = True,
+    pretrained: bool = False,
+    pretrained_file: Path | None = None,
+) -> nn.Module:
+    """A timm model without classifier (`num_classes=0`): images → pooled features.
+
+    `pretrained` loads timm's published weights, `pretrained_file` a local state dict (see
+    `load_weights_file`); `zero_init_last` is timm's option for the last BatchNorm of each residual block.
+    """
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UserError(
             f"unknown backbone {name!r}.{hint} Any timm model name works; see `lt-bench list backbones`"
         )
-    return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
+    if pretrained and pretrained_file is not None:
+        raise UserError("--pretrained and --pretrained-file both give the initial weights: pass only one")
+    if pretrained and not timm.is_model_pretrained(name):
+        raise UserError(
+            f"timm publishes no pretrained weights for backbone {name!r}: "
+            "train it from scratch or pass --pretrained-file PATH"
+        )
+    try:
+        model = _timm_model(name, in_chans, zero_init_last=zero_init_last, pretrained=pretrained)
+    except OSError as error:  # huggingface_hub and torch.hub raise OSError subclasses when offline
+        raise UserError(
+            f"cannot download timm's pretrained weights for {name!r} ({type(error).__name__}); "
+            "on a machine without network access pass --pretrained-file PATH instead"
+        ) from error
+    if pretrained_file is not None:
+        load_weights_file(model, Path(pretrained_file), name)
+    return model
+
+
+def _timm_model(name: str, in_chans: int, *, zero_init_last: bool, pretrained: bool) -> nn.Module:
+    """`timm.create_model` with `zero_init_last` for the models that take it (ResNet, ResNeXt, RegNet,
+    ...): False starts each residual block's last BatchNorm weight at 1, as torchvision does."""
+    options = dict(pretrained=pretrained, num_classes=0, in_chans=in_chans)
+    try:
+        return timm.create_model(name, zero_init_last=zero_init_last, **options)
+    except TypeError as error:
+        # Every timm entry point is `(pretrained, **kwargs)`, so only the call tells: the model has no
+        # such option (ViT, ConvNeXt, ...) or its entry point sets it itself (regnetz_005: False).
+        if "zero_init_last" not in str(error):
+            raise
+    return timm.create_model(name, **options)
+
+
+def load_weights_file(model: nn.Module, path: Path, name: str) -> None:
+    """Load a local state dict (plain, or under "state_dict" / "model"; `.safetensors` or a torch file)
+    into `model`, leaving out the checkpoint's classifier; anything else that does not fit is an error."""
+    state = _read_state_dict(path)
+    expected = model.state_dict()
+    # The checkpoint's classifier (e.g. an ImageNet fc) has no place in a num_classes=0 backbone.
+    head = model.get_classifier()
+    classifier = next(f"{prefix}." for prefix, module in model.named_modules() if module is head)
+    state = {key: value for key, value in state.items() if key in expected or not key.startswith(classifier)}
+    reshaped = [key for key, value in state.items() if key in expected and value.shape != expected[key].shape]
+    result = model.load_state_dict({k: v for k, v in state.items() if k not in reshaped}, strict=False)
+    misfits = {
+        "missing": [key for key in result.missing_keys if key not in reshaped],
+        "unexpected": result.unexpected_keys,
+        "of another shape": reshaped,
+    }
+    problems = [f"{len(keys)} {kind} ({_first_few(keys)})" for kind, keys in misfits.items() if keys]
+    if problems:
+        raise UserError(f"weights file {path} does not fit backbone {name!r}: keys {'; '.join(problems)}")
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, with DataParallel's "module." prefix removed."""
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist: check --pretrained-file")
+    try:
+        if path.suffix == ".safetensors":
+            contents = safetensors.torch.load_file(path)
+        else:
+            contents = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, safetensors.SafetensorError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot read weights file {path}: {reason}") from error
+    if isinstance(contents, dict):
+        contents = next((contents[key] for key in ("state_dict", "model") if key in contents), contents)
+    if not isinstance(contents, dict) or not all(isinstance(v, torch.Tensor) for v in contents.values()):
+        raise UserError(
+            f"weights file {path} holds no state dict of tensors (plain, or under 'state_dict' or 'model')"
+        )
+    return {key.removeprefix("module."): value for key, value in contents.items()}
+
+
+def _first_few(keys: list[str], shown: int = 3) -> str:
+    return ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
+
+
+def file_digest(path: Path) -> str:
+    """The first 12 hex digits of the file's sha256: names a weights file in a run's record."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 def accelerate(

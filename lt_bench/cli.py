@@ -65,10 +65,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="fix a test-time knob instead of selecting it on validation (e.g. alpha=2.0)",
     )
+    group.add_argument(
+        "--pretrained", action="store_true", help="start from timm's published weights of the backbone"
+    )
+    group.add_argument(
+        "--pretrained-file", metavar="PATH", help="start the backbone from a local state dict file"
+    )
     place = parser.add_argument_group("data and output")
     place.add_argument("--data-seed", type=int, default=0, help="seed of the long-tailed subset (default 0)")
     place.add_argument("--data-root", help="folder holding the dataset's files")
     place.add_argument("--download", action="store_true", help="download the dataset when a network is there")
+    place.add_argument("--custom-lists", action="store_true", help="split lists not the published ones")
     place.add_argument(
         "--num-workers",
         type=int,
@@ -104,6 +111,8 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         dataset,
         protocol=args.protocol,
         backbone=args.backbone,
+        pretrained=args.pretrained or None,
+        pretrained_file=args.pretrained_file,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -125,6 +134,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         output=args.output,
         device=args.device,
         download=args.download or None,
+        custom_lists=args.custom_lists or None,
         num_workers=args.num_workers,
         checkpoint_seconds=args.checkpoint_every,
         channels_last=args.channels_last or None,
@@ -272,10 +282,22 @@ def _read_records(output: str) -> list[dict[str, Any]]:
 def _write_leaderboard(output: str, destination: str | None) -> None:
     from lt_bench.atomic import write_atomically
     from lt_bench.leaderboard import leaderboard_markdown
+    from lt_bench.records import records_dir
 
+    if not records_dir(output).is_dir():
+        raise UserError(
+            f"no run records under {output}; pass as --output the results tree whose records/ "
+            "folder holds them, or run `lt-bench sweep` into it first"
+        )
     markdown = leaderboard_markdown(_read_records(output))
     path = Path(destination) if destination else Path(output) / "leaderboard.md"
-    write_atomically(path, lambda handle: handle.write(markdown.encode()))
+    try:
+        write_atomically(path, lambda handle: handle.write(markdown.encode()))
+    except OSError as error:
+        raise UserError(
+            f"cannot write the leaderboard to {path} ({error.strerror or error}); "
+            "pass --write FILE in a folder you can write to"
+        ) from error
     print(markdown, end="")
     print(f"(written to {path})")
 
@@ -296,8 +318,15 @@ def command_data_check(args: argparse.Namespace) -> None:
         imbalance_ratio=args.imbalance_ratio,
         data_seed=args.data_seed,
         download=args.download,
+        custom_lists=args.custom_lists,
     )
-    print("\n".join(check_dataset(args.dataset, options).lines))
+    report = check_dataset(args.dataset, options, decode=args.decode)
+    print("\n".join([*report.lines, *report.unreadable]))
+    if report.unreadable:
+        raise UserError(
+            f"images that cannot be decoded: {len(report.unreadable)} (named above); replace the files, or "
+            f"drop their entries from the lists and pass --custom-lists"
+        )
 
 
 def command_list(args: argparse.Namespace) -> None:
@@ -404,6 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data-seed", type=int, default=0)
     check.add_argument(
         "--download", action="store_true", help="fetch missing split lists when a network is there"
+    )
+    check.add_argument(
+        "--custom-lists",
+        action="store_true",
+        help="split lists other than the published ones: check them, but compare nothing with the published",
+    )
+    check.add_argument(
+        "--decode", action="store_true", help="also open and fully decode every image, in parallel"
     )
     check.set_defaults(handler=command_data_check)
 

@@ -8,9 +8,11 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lt_bench.data.base import DATASETS
+from lt_bench.data.split_lists import files_digest
 from lt_bench.errors import UserError
 from lt_bench.precision import PRECISIONS, resolve_precision
 from lt_bench.protocol import PROTOCOLS
@@ -20,6 +22,7 @@ SELECTIONS = ("last", "best-val")
 # Fields that say where or how a run executes, not what it computes: not part of a run's identity.
 PLACEMENT_FIELDS = (
     "data_root",
+    "pretrained_file",  # where the weights are read from; their digest is part of the identity
     "output",
     "device",
     "download",
@@ -51,13 +54,17 @@ class RunConfig:
     zero_init_last: bool = True
     select: str = "last"
     protocol: str = "shared"
-    custom_lists: bool = False  # split lists other than the published ones (their digest is recorded)
+    custom_lists: bool = False  # split lists other than the published ones
+    lists_digest: str | None = None  # with custom_lists: a digest of the list files, so they name the run
+    pretrained: bool = False  # start from timm's published weights of the backbone
+    pretrained_digest: str | None = None  # digest of --pretrained-file's weights (the file names the run)
     precision: str = "fp32"  # the backbone's autocast: fp32, bf16 or fp16 (`auto` resolved before this)
     seed: int = 0
     data_seed: int = 0
     imbalance_ratio: float | None = None
     knobs: dict[str, float] = field(default_factory=dict)  # fixed test-time knobs, e.g. {"alpha": 2.0}
     data_root: str | None = None
+    pretrained_file: str | None = None  # a local state dict to start the backbone from
     output: str = "results"
     device: str = "auto"  # the local (rank's) GPU when one is visible, else the CPU
     download: bool = False
@@ -117,8 +124,14 @@ def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **
     values.update(scaled_schedule(recipe, values["epochs"], given))
     values["milestones"] = tuple(values.get("milestones", ()))
     values["precision"] = resolve_precision(values.get("precision", "auto"), values.get("device", "auto"))
+    source = DATASETS.get(dataset)
     if values.get("imbalance_ratio") is None:
-        values["imbalance_ratio"] = DATASETS.get(dataset).default_imbalance_ratio
+        values["imbalance_ratio"] = source.default_imbalance_ratio
+    list_files = source().split_list_files(Path(values.get("data_root") or "."))
+    if values.get("custom_lists") and list_files:
+        values["lists_digest"] = files_digest(list_files)
+    if values.get("pretrained_file"):
+        values["pretrained_digest"] = weights_digest(Path(values["pretrained_file"]))
     config = RunConfig(method=method, dataset=dataset, protocol=protocol, **values)
     validate(config)
     if config.select == "best-val" and DATASETS.get(dataset).validation_is_test:
@@ -129,6 +142,18 @@ def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **
     if lr_note:
         print(lr_note, file=sys.stderr)
     return config
+
+
+def weights_digest(path: Path) -> str:
+    """The digest that names a --pretrained-file in the run id; a one-line error when unreadable."""
+    from lt_bench.backbones import file_digest  # imports timm: only when weights are given
+
+    try:
+        return file_digest(path)
+    except OSError as error:
+        raise UserError(
+            f"--pretrained-file {path} is not readable ({error.strerror}); pass a state dict file"
+        ) from error
 
 
 def protocol_recipe(method: str, dataset: str, protocol: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Markdown leaderboards generated from run records: one table per dataset, mean ± std over seeds."""
+"""Markdown leaderboards generated from run records: one table per dataset setting and protocol, one
+row per configuration, mean ± std over its seeds."""
 
 from __future__ import annotations
 
@@ -7,27 +8,19 @@ from typing import Any
 
 import pandas as pd
 
+from lt_bench.selection import (
+    Configuration,
+    describe,
+    differing_fields,
+    field_title,
+    select,
+    value_text,
+)
+
 COLUMNS = {"many": "Many", "medium": "Medium", "few": "Few", "top1": "Overall"}
-
-
-def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per finished run (duplicates of a run id counted once) with its test accuracies."""
-    rows = {}
-    for record in records:
-        config = record["config"]
-        rows[record["run_id"]] = {
-            "dataset": record["dataset"],
-            "imbalance_ratio": config.get("imbalance_ratio"),
-            "method": record["method"],
-            "backbone": record["backbone"],
-            "epochs": config["epochs"],
-            "seed": record["seed"],
-            **{key: record["metrics"]["test"].get(key) for key in COLUMNS},
-        }
-    return pd.DataFrame(
-        list(rows.values()),
-        columns=["dataset", "imbalance_ratio", "method", "backbone", "epochs", "seed", *COLUMNS],
-    )
+# Fields every table shows anyway: in its title (dataset, ratio, protocol) or as a column.
+SHOWN_FIELDS = ("dataset", "imbalance_ratio", "protocol", "method", "backbone", "epochs")
+BASE_COLUMNS = ("Method", "Backbone", "Epochs", *COLUMNS.values(), "Seeds")
 
 
 def mean_std(values: pd.Series) -> str:
@@ -40,33 +33,78 @@ def mean_std(values: pd.Series) -> str:
     return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
 
 
-def dataset_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per dataset setting, a table with a row per method/backbone/epochs, best overall first."""
-    tables = {}
-    for (dataset, ratio), group in frame.groupby(["dataset", "imbalance_ratio"], dropna=False, sort=True):
-        rows = []
-        for (method, backbone, epochs), runs in group.groupby(["method", "backbone", "epochs"], sort=True):
-            row = {"Method": method, "Backbone": backbone, "Epochs": int(epochs)}
-            row.update({title: mean_std(runs[key]) for key, title in COLUMNS.items()})
-            row["Seeds"] = runs["seed"].nunique()
-            row["_order"] = runs["top1"].astype(float).mean()
-            rows.append(row)
-        table = pd.DataFrame(rows).sort_values(["_order", "Method"], ascending=[False, True], kind="stable")
-        title = dataset if pd.isna(ratio) else f"{dataset} (imbalance ratio {ratio:g})"
-        tables[title] = table.drop(columns="_order").reset_index(drop=True)
-    return tables
+def table_title(dataset: str, ratio: float | None, protocol: str) -> str:
+    """'cifar10_lt (imbalance ratio 100, paper protocol)'; the shared protocol goes unnamed."""
+    details = [] if ratio is None else [f"imbalance ratio {ratio:g}"]
+    details += [] if protocol == "shared" else [f"{protocol} protocol"]
+    return f"{dataset} ({', '.join(details)})" if details else dataset
+
+
+def leaderboard_tables(configurations: list[Configuration]) -> dict[str, pd.DataFrame]:
+    """Per dataset, imbalance ratio and protocol, a table with a row per configuration, best overall
+    first; columns for the configuration fields that differ between its rows."""
+    tables: dict[tuple, list[Configuration]] = {}
+    for entry in configurations:
+        values = entry.values
+        tables.setdefault((values["dataset"], values["imbalance_ratio"], values["protocol"]), []).append(
+            entry
+        )
+    result = {}
+    for dataset, ratio, protocol in sorted(tables, key=_table_order):
+        rows = tables[dataset, ratio, protocol]
+        differing = differing_fields(rows, shown=SHOWN_FIELDS)
+        frame = pd.DataFrame([_row(entry, differing) for entry in rows])
+        frame = frame.sort_values(
+            ["_order", "Method", "_label"], ascending=[False, True, True], kind="stable"
+        )
+        result[table_title(dataset, ratio, protocol)] = frame.drop(columns=["_order", "_label"]).reset_index(
+            drop=True
+        )
+    return result
+
+
+def _table_order(key: tuple) -> tuple:
+    dataset, ratio, protocol = key
+    return dataset, ratio is None, ratio or 0.0, protocol != "shared", protocol
+
+
+def _row(entry: Configuration, differing: list[str]) -> dict[str, Any]:
+    values = entry.values
+    tests = pd.DataFrame([record["metrics"]["test"] for record in entry.records])
+    row: dict[str, Any] = {
+        "Method": values["method"],
+        "Backbone": values["backbone"],
+        "Epochs": values["epochs"],
+    }
+    row.update({field_title(name): value_text(name, values.get(name)) for name in differing})
+    row.update({title: mean_std(tests[key]) if key in tests else "–" for key, title in COLUMNS.items()})
+    row["Seeds"] = len(entry.records)
+    row["_order"] = tests["top1"].astype(float).mean() if "top1" in tests else float("nan")
+    row["_label"] = describe(entry, differing)
+    return row
 
 
 def leaderboard_markdown(records: Iterable[dict[str, Any]]) -> str:
     """The whole leaderboard page: test accuracy (%) per shot group, mean ± std over seeds."""
-    frame = records_frame(records)
+    selection = select(records)
     lines = [
         "# lt-bench leaderboard",
         "",
         "Test accuracy (%) from the run records, mean ± std over seeds. Many / Medium / Few are mean",
         "per-class accuracies of classes with > 100 / 20–100 / < 20 training images; Overall is top-1.",
-        f"Generated by `lt-bench leaderboard` from {len(frame)} run records.",
+        f"Generated by `lt-bench leaderboard` from {len(selection.records)} run records.",
     ]
-    for title, table in dataset_tables(frame).items():
+    if selection.superseded:
+        lines += [
+            f"{selection.superseded} older records of the same configuration and seed were left out;",
+            "the most recently finished one of each is used.",
+        ]
+    tables = leaderboard_tables(selection.configurations)
+    if any(len(table.columns) > len(BASE_COLUMNS) for table in tables.values()):
+        lines += [
+            "Each row is one configuration (its seeds pooled); the columns after Epochs are the",
+            "settings in which the rows of its table differ.",
+        ]
+    for title, table in tables.items():
         lines += ["", f"## {title}", "", table.to_markdown(index=False, disable_numparse=True)]
     return "\n".join(lines) + "\n"

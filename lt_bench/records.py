@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import subprocess
 import warnings
@@ -85,6 +86,9 @@ def read_record(path: Path) -> dict[str, Any]:
     wrong = _wrongly_typed(record)
     if wrong:
         raise ValueError(f"record has malformed {', '.join(wrong)}")
+    non_finite = _non_finite_test_metrics(record)
+    if non_finite:
+        raise ValueError(f"finished record has non-finite test metrics ({', '.join(non_finite)})")
     return record
 
 
@@ -103,6 +107,18 @@ def _wrongly_typed(record: dict[str, Any]) -> list[str]:
             value is None or isinstance(value, (int, float)) for value in test.values()
         )
     return [name for name, ok in checks.items() if not ok]
+
+
+def _non_finite_test_metrics(record: dict[str, Any]) -> list[str]:
+    """'top1=nan' for each NaN or infinite test metric of a finished record (JSON readers accept them)."""
+    if record["status"] != "finished":
+        return []
+    test = record["metrics"]["test"]
+    return [
+        f"{name}={value}"
+        for name, value in sorted(test.items())
+        if value is not None and not math.isfinite(value)
+    ]
 
 
 def iter_records(output: str | Path, *, finished_only: bool = True) -> Iterator[dict[str, Any]]:

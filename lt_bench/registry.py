@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -51,9 +51,9 @@ class Registry(Generic[T]):
         if name in self._objects:
             return self._objects[name]
         choices = sorted(self._objects)
-        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise UserError(f"unknown {self.kind} {name!r}.{hint} Choices: {', '.join(choices)}")
+        raise UserError(
+            f"unknown {self.kind} {name!r}.{did_you_mean(name, choices)} Choices: {', '.join(choices)}"
+        )
 
     def names(self) -> list[str]:
         self._load()
@@ -88,6 +88,12 @@ class Registry(Generic[T]):
                         f"fix or uninstall the package that provides it"
                     ) from error
                 self.register(entry_point.name, loaded)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """ " Did you mean 'a' or 'b'?" for the choices close to `name`; empty when none is."""
+    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.5)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def describe(obj: object) -> str:

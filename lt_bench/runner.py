@@ -78,7 +78,13 @@ def run(config: RunConfig) -> dict[str, Any]:
     check_precision(config.precision, device)
     paths = RunPaths.of(config)
     torch.manual_seed(config.seed)
-    backbone = create_backbone(config.backbone, data.in_chans).to(device)
+    backbone = create_backbone(
+        config.backbone,
+        data.in_chans,
+        zero_init_last=config.zero_init_last,
+        pretrained=config.pretrained,
+        pretrained_file=Path(config.pretrained_file) if config.pretrained_file else None,
+    ).to(device)
     _check_backbone_takes_images(backbone, data, config.backbone, device)
     steps_per_epoch = len(data.train) // config.batch_size
     context = MethodContext(
@@ -165,8 +171,14 @@ def load_data(config: RunConfig) -> LongTailedData:
         data_seed=config.data_seed,
         download=config.download,
         num_workers=default_num_workers() if config.num_workers is None else config.num_workers,
+        custom_lists=config.custom_lists,
     )
     data = DATASETS.get(config.dataset)().load(options)
+    if data.lists_digest != config.lists_digest:
+        raise UserError(
+            f"the split lists of {config.dataset} changed after this run was configured "
+            f"(digest {data.lists_digest} vs {config.lists_digest}); start the command again"
+        )
     if config.batch_size > len(data.train):
         raise UserError(
             f"--batch-size {config.batch_size} is larger than the {len(data.train)} training images of "
@@ -278,6 +290,7 @@ def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int) -> 
             warmup_epochs=warmup_epochs,
             milestones=config.milestones,
             lr_decay=config.lr_decay,
+            warmup_start=config.warmup_start,
         )
 
     return StagePlan(

@@ -57,6 +57,10 @@ class SecondStageOfCE(Method):
         return max(1, round(self.context.epochs * self.official_epochs / OFFICIAL_FIRST_STAGE_EPOCHS))
 
     def sample_order(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Under the paper protocol the official ClassAwareSampler (shuffled classes in turn, 4 images
+        per visit); under the shared one i.i.d. class-balanced draws."""
+        if self.context.protocol == "paper":
+            return samplers.class_aware(labels, generator, images_per_visit=4)
         return samplers.class_balanced(labels, generator)
 
 

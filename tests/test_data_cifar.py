@@ -142,6 +142,33 @@ def test_missing_and_corrupt_files_name_the_path(tmp_path: Path) -> None:
         source.load(DataOptions(data_root=tmp_path))
 
 
+def test_pickles_with_bytes_keys_load_like_the_official_ones(tmp_path: Path) -> None:
+    """Copies re-saved after `pickle.load(..., encoding="bytes")` have b"data", b"labels", bytes names."""
+    write_cifar10(tmp_path / "official")
+    write_cifar10(tmp_path / "resaved")
+    for path in (tmp_path / "resaved" / "cifar-10-batches-py").iterdir():
+        payload = pickle.loads(path.read_bytes())
+        names = {"label_names": [name.encode() for name in payload.get("label_names", [])]}
+        _dump(path, {key.encode(): names.get(key, value) for key, value in payload.items()})
+    assert b"labels" in pickle.loads((tmp_path / "resaved/cifar-10-batches-py/data_batch_1").read_bytes())
+    source = DATASETS.get("cifar10_lt")()
+    official = source.load(DataOptions(data_root=tmp_path / "official", imbalance_ratio=10))
+    resaved = source.load(DataOptions(data_root=tmp_path / "resaved", imbalance_ratio=10))
+    assert resaved.class_names == official.class_names == [f"class{c}" for c in range(10)]
+    assert resaved.class_counts == [40, 30, 23, 18, 14, 11, 8, 6, 5, 4]
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(resaved, split).images, getattr(official, split).images)
+        assert torch.equal(getattr(resaved, split).labels, getattr(official, split).labels)
+
+
+def test_a_batch_without_the_cifar_fields_is_named(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    _dump(path, {"images": _images(0, 3), "labels": [0, 1, 2]})
+    with pytest.raises(UserError, match=r"test_batch lacks the CIFAR fields \['data'\]; extract"):
+        DATASETS.get("cifar10_lt")().load(DataOptions(data_root=tmp_path))
+
+
 def test_data_check_reports_the_difference_from_the_published_total(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     total = sum(long_tailed_counts(PER_CLASS, 10, 100))  # the default ratio, 40 per class: 95, not 12,406

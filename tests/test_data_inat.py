@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lt_bench.cli import main
 from lt_bench.data import DATASETS, DataOptions
 from lt_bench.errors import UserError
 
@@ -40,7 +41,7 @@ def write_inat(root: Path, train_per_class: tuple[int, ...] = (4, 2, 1)) -> None
 
 def test_inat2018_reads_the_official_json(tmp_path: Path) -> None:
     write_inat(tmp_path)
-    data = DATASETS.get("inat2018")().load(DataOptions(data_root=tmp_path))
+    data = DATASETS.get("inat2018")().load(DataOptions(data_root=tmp_path, custom_lists=True))
     assert data.num_classes == 3 and data.class_counts == [4, 2, 1]
     assert data.test is data.val and data.val.labels.tolist() == [0, 1, 2]
     assert data.train.paths[4] == str(tmp_path / "train_val2018/Plantae/1/0004.jpg")
@@ -56,14 +57,51 @@ def test_malformed_annotations_are_named(tmp_path: Path) -> None:
     payload["annotations"][1]["category_id"] = 3
     path.write_text(json.dumps(payload))
     with pytest.raises(UserError, match=r"val2018.json: image entry 2 has category 3, outside 0..2"):
-        source.load(DataOptions(data_root=tmp_path))
+        source.load(DataOptions(data_root=tmp_path, custom_lists=True))
     path.write_text(json.dumps(payload)[:-40])
     with pytest.raises(UserError, match="val2018.json is not valid JSON .* truncated"):
-        source.load(DataOptions(data_root=tmp_path))
+        source.load(DataOptions(data_root=tmp_path, custom_lists=True))
     write_inat(tmp_path)
     (tmp_path / "train_val2018/Plantae/0/0000.jpg").unlink()
-    with pytest.raises(UserError, match=r"train2018.json:1: image .*0000.jpg does not exist"):
-        source.load(DataOptions(data_root=tmp_path))
+    with pytest.raises(UserError, match=r"0000.jpg \(train2018.json image id 0\) does not exist"):
+        source.load(DataOptions(data_root=tmp_path, custom_lists=True))
     (tmp_path / "train2018.json").unlink()
     with pytest.raises(UserError, match=r"train2018.json is missing: inat2018 needs --data-root DIR"):
-        source.load(DataOptions(data_root=tmp_path))
+        source.load(DataOptions(data_root=tmp_path, custom_lists=True))
+
+
+def test_annotations_that_are_not_the_published_ones_need_custom_lists(tmp_path: Path) -> None:
+    write_inat(tmp_path)
+    with pytest.raises(
+        UserError,
+        match=r"train2018.json is not the published train list \(7 images, published 437,513\); .* "
+        r"pass --custom-lists",
+    ):
+        DATASETS.get("inat2018")().load(DataOptions(data_root=tmp_path))
+
+
+def test_a_val_image_also_in_training_is_named_by_its_image_id(tmp_path: Path) -> None:
+    write_inat(tmp_path)
+    path = tmp_path / "val2018.json"
+    payload = json.loads(path.read_text())
+    payload["images"][2]["file_name"] = "train_val2018/Plantae/2/0006.jpg"  # train image id 6
+    path.write_text(json.dumps(payload))
+    with pytest.raises(
+        UserError,
+        match=r"val2018.json image id 9 lists train_val2018/Plantae/2/0006.jpg, also a training image "
+        r"\(train2018.json image id 6\)",
+    ):
+        DATASETS.get("inat2018")().load(DataOptions(data_root=tmp_path, custom_lists=True))
+
+
+def test_data_check_decodes_the_shared_val_and_test_split_once(tmp_path: Path, capsys) -> None:
+    write_inat(tmp_path)
+    (tmp_path / "train_val2018/Plantae/0/0001.jpg").write_bytes(b"")
+    argv = ["data", "check", "inat2018", "--data-root", str(tmp_path), "--custom-lists", "--decode"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "decoded 10 images: 1 unreadable" in captured.out  # 7 train + 3 val (the test split)
+    assert f"{tmp_path}/train_val2018/Plantae/0/0001.jpg (train2018.json image id 1) cannot be decoded" in (
+        captured.out
+    )
+    assert captured.err.startswith("lt-bench: error: images that cannot be decoded: 1 (named above)")

@@ -1,6 +1,7 @@
 """Decoupling: τ-norm and LWS math by hand, cRT/LWS preparation, and real second stages on digits."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,17 @@ def test_crt_and_lws_sample_classes_equally():
         draws = torch.cat([method.sample_order(labels, torch.Generator().manual_seed(s)) for s in range(10)])
         share_of_tail = (labels[draws] == 1).double().mean().item()
         assert 0.45 < share_of_tail < 0.55  # 10 % of the images, half of the draws
+
+
+def test_under_the_paper_protocol_crt_and_lws_visit_classes_in_turn_four_images_at_a_time():
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    paper = replace(context(), protocol="paper")
+    for method in (ClassifierRetraining(paper), LearnableWeightScaling(paper)):
+        order = method.sample_order(labels, torch.Generator().manual_seed(0))
+        visits = labels[order].view(-1, 4)  # 100 draws = 25 visits of 4 images of one class
+        assert (visits == visits[:, :1]).all()
+        assert set(visits[:, 0].tolist()) == {0, 1}
+        assert abs((visits[:, 0] == 1).sum().item() - 12.5) <= 0.5  # the two classes alternate per pass
 
 
 def toy_model() -> nn.Module:

@@ -6,8 +6,9 @@ import pytest
 
 from lt_bench.atomic import write_json
 from lt_bench.cli import main
-from lt_bench.leaderboard import dataset_tables, leaderboard_markdown, records_frame
+from lt_bench.leaderboard import leaderboard_markdown, leaderboard_tables
 from lt_bench.records import SCHEMA, iter_records, write_record
+from lt_bench.selection import select
 
 
 def _record(method: str, seed: int, top1: float, few: float | None, status: str = "finished") -> dict:
@@ -42,7 +43,7 @@ def test_leaderboard_means_and_stds_by_hand(tmp_path):
         write_record(tmp_path, _record("ce", seed, top1, few))
     write_record(tmp_path, _record("causal_tde", 0, 0.80, None))
     write_record(tmp_path, _record("broken", 0, 0.99, 0.99, status="failed"))
-    tables = dataset_tables(records_frame(iter_records(tmp_path)))
+    tables = leaderboard_tables(select(iter_records(tmp_path)).configurations)
     table = tables["toy_lt (imbalance ratio 100)"]
     assert table["Method"].tolist() == ["causal_tde", "ce"]  # failed runs never appear; best first
     ce = table.iloc[1]

@@ -59,8 +59,8 @@ def test_an_older_record_of_the_same_run_is_superseded_and_fixed_knobs_make_thei
     runs = group_runs([older, *records, fixed], "digits_lt")
     assert runs.superseded == 1 and len(runs.records) == 5
     (variants,) = runs.settings.values()
-    assert list(variants) == ["causal_tde", "causal_tde (alpha=2)", "ce"]
-    assert variants["ce"].run_for(0, 0) is ce and variants["causal_tde (alpha=2)"].runs == [fixed]
+    assert list(variants) == ["causal_tde", "causal_tde (knobs alpha=2)", "ce"]
+    assert variants["ce"].run_for(0, 0) is ce and variants["causal_tde (knobs alpha=2)"].runs == [fixed]
     for order in ([older, *records], [*records, older]):  # the newer one wins in either order
         assert group_runs(order, "digits_lt").settings[next(iter(runs.settings))]["ce"].run_for(0, 0) is ce
 

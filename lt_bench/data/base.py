@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import ClassVar, Protocol
 
 import torch
 
+from lt_bench.errors import UserError
 from lt_bench.registry import Registry
 
 
@@ -37,7 +39,7 @@ class Recipe:
 class ShotRule:
     """Many/medium/few groups from *training* counts: many > 100, medium 20–100, few < 20.
 
-    The rule of classifier-balancing and the TDE code (shared/reference/datasets.md A5).
+    The rule of classifier-balancing (`utils.py` `shot_acc`) and the TDE code (`classification/utils.py`).
     """
 
     many_above: int = 100
@@ -169,6 +171,7 @@ class LongTailedData:
     in_chans: int
     shot_rule: ShotRule = field(default_factory=ShotRule)
     class_names: list[str] | None = None
+    lists_digest: str | None = None  # custom split lists: a short sha256 of their bytes, naming the variant
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class DataOptions:
     data_seed: int = 0
     download: bool = False
     num_workers: int = 0  # DataLoader workers of file-backed datasets (0: the main process)
+    custom_lists: bool = False  # split lists other than the published ones: their checksums are not compared
 
 
 @dataclass(frozen=True)
@@ -197,18 +201,40 @@ class Published:
 class DatasetSource(ABC):
     """A named dataset: its description, default recipe and loader."""
 
+    name: ClassVar[str]
     description: ClassVar[str]
     recipe: ClassVar[Recipe]
-    default_imbalance_ratio: ClassVar[float | None] = None  # None: the split is fixed by files
+    default_imbalance_ratio: ClassVar[float | None] = None  # None: the split is fixed by list files
+    takes_data_root: ClassVar[bool] = True  # False: the files ship inside installed packages
     validation_is_test: ClassVar[bool] = False  # True: no labelled split besides the test images
 
-    @abstractmethod
     def load(self, options: DataOptions) -> LongTailedData:
-        """Load the splits; raise UserError saying what to put where when files are missing."""
+        """The splits, after refusing (or warning about) options that do not apply to this dataset."""
+        lists_fix_split = self.default_imbalance_ratio is None
+        if lists_fix_split and options.imbalance_ratio is not None:
+            raise UserError(
+                f"--imbalance-ratio does not apply to {self.name}: its split lists fix the long tail; "
+                f"drop the option"
+            )
+        if not self.takes_data_root and options.data_root is not None:
+            warnings.warn(
+                f"--data-root is ignored: {self.name} ships inside installed packages", stacklevel=2
+            )
+        if not lists_fix_split and options.custom_lists:
+            warnings.warn(f"--custom-lists is ignored: {self.name} has no split lists", stacklevel=2)
+        return self.read(options)
+
+    @abstractmethod
+    def read(self, options: DataOptions) -> LongTailedData:
+        """Read the splits; raise UserError saying what to put where when files are missing."""
 
     def published(self, options: DataOptions) -> Published | None:
         """The published sizes the loaded data must match; None when there are none."""
         return None
+
+    def split_list_files(self, root: Path) -> tuple[Path, ...]:
+        """The files under `root` that fix the splits (none for datasets built in memory)."""
+        return ()
 
 
 DATASETS: Registry[type[DatasetSource]] = Registry("dataset", builtin_package="lt_bench.data.sources")

@@ -1,34 +1,41 @@
-"""`lt-bench data check`: load a dataset from disk and compare it with the published numbers."""
+"""`lt-bench data check`: load a dataset from disk, compare it with the published numbers and, when
+asked, decode every image."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import sys
+from dataclasses import dataclass, field
+from multiprocessing.pool import ThreadPool
 
-from lt_bench.data.base import DATASETS, DataOptions, Published
-from lt_bench.data.split_lists import git_blob_sha1
-from lt_bench.errors import UserError
+from tqdm import tqdm
+
+from lt_bench.data.base import DATASETS, DataOptions, LongTailedData, Published
+from lt_bench.data.files import FileSplit, decode_rgb
+from lt_bench.errors import UnreadableImage, UserError
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class CheckReport:
-    """What was found on disk; `lines` is the human-readable summary."""
+    """What was found on disk; `lines` is the human-readable summary, `unreadable` names each image
+    that could not be decoded (one line each, only with `decode`)."""
 
     dataset: str
     split_sizes: dict[str, int]
     shot_groups: tuple[int, int, int]
     lines: list[str]
+    unreadable: list[str] = field(default_factory=list)
 
 
-def check_dataset(name: str, options: DataOptions) -> CheckReport:
-    """Load `name` (which checks every list line and image path), then compare sizes, class numbers
-    and list checksums with the published ones; the first difference is a one-line UserError."""
+def check_dataset(name: str, options: DataOptions, *, decode: bool = False) -> CheckReport:
+    """Load `name` (which checks every list line and image path, and that the lists are the published
+    ones unless `options.custom_lists`), compare sizes and class numbers with the published ones (the
+    first difference is a one-line UserError), then, with `decode`, decode every image file."""
     source = DATASETS.get(name)()
     data = source.load(options)
-    published = source.published(options)
-    if published is not None:
-        _check_list_files(published)
+    published = None if data.lists_digest else source.published(options)
     sizes = {split: len(getattr(data, split)) for split in SPLITS}
     groups = data.shot_rule.groups(data.class_counts)
     shot_groups = (len(groups["many"]), len(groups["medium"]), len(groups["few"]))
@@ -45,25 +52,63 @@ def check_dataset(name: str, options: DataOptions) -> CheckReport:
             else f"; published {' / '.join(map(str, published.shot_groups))}"
         )
     )
+    if data.lists_digest:
+        digest = data.lists_digest
+        lines.append(f"  custom split lists (digest {digest}): not compared with the published ones")
     if published is not None:
         _compare(name, published, data.num_classes, sizes, shot_groups)
         lines.append(f"  matches the published numbers ({published.source})")
-    return CheckReport(name, sizes, shot_groups, lines)
+    unreadable: list[str] = []
+    if decode:
+        splits = _file_splits(data)
+        if splits:
+            unreadable = _unreadable_images(splits)
+            decoded = sum(len(split) for split in splits)
+            lines.append(f"  decoded {decoded:,} images: {len(unreadable) or 'none'} unreadable")
+        else:
+            lines.append("  no image files to decode: the images are held in memory, read when loaded")
+    return CheckReport(name, sizes, shot_groups, lines, unreadable)
+
+
+def _file_splits(data: LongTailedData) -> list[FileSplit]:
+    """The distinct splits backed by image files (iNat's test split is its val split)."""
+    splits: list[FileSplit] = []
+    for split in (data.train, data.val, data.test):
+        if isinstance(split, FileSplit) and all(split is not seen for seen in splits):
+            splits.append(split)
+    return splits
+
+
+def _unreadable_images(splits: list[FileSplit]) -> list[str]:
+    """One line per image that cannot be decoded, in list order; decoded by a pool of threads (one
+    per usable CPU: PIL decodes without the GIL) under a progress bar on a terminal."""
+    images = ((split, index) for split in splits for index in range(len(split)))
+    total = sum(len(split) for split in splits)
+    workers = len(os.sched_getaffinity(0))
+    unreadable = []
+    with (
+        ThreadPool(workers) as pool,
+        tqdm(total=total, desc="decoding", unit="image", file=sys.stderr, disable=None) as progress,
+    ):
+        for problem in pool.imap(_decode_problem, images, chunksize=32):
+            progress.update()
+            if problem is not None:
+                unreadable.append(problem)
+    return unreadable
+
+
+def _decode_problem(image: tuple[FileSplit, int]) -> str | None:
+    split, index = image
+    try:
+        decode_rgb(split.paths[index], split.origins.of(index))
+    except UnreadableImage as error:
+        return str(error)
+    return None
 
 
 def _published(published: Published | None, split: str) -> str:
     size = None if published is None else published.split_sizes.get(split)
     return "" if size is None else f"  (published {size:,})"
-
-
-def _check_list_files(published: Published) -> None:
-    for split, (path, blobs) in published.list_files.items():
-        blob = git_blob_sha1(path.read_bytes())
-        if blobs and blob not in blobs:
-            raise UserError(
-                f"{path} has git blob {blob}, the published {split} list has {' or '.join(blobs)}: "
-                f"it is truncated or a different version; fetch it again (--download after deleting it)"
-            )
 
 
 def _compare(

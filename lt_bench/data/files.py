@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from lt_bench.data.base import DataOptions
-from lt_bench.data.split_lists import resolve_images
-from lt_bench.errors import UserError
+from lt_bench.data.split_lists import Origins, SplitList, resolve_images
+from lt_bench.errors import UnreadableImage, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,26 +60,53 @@ def default_num_workers() -> int:
     return max(1, usable // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
+def decode_rgb(path: str, origin: str) -> Image.Image:
+    """The image at `path` fully decoded to RGB; UnreadableImage naming the file and `origin` (its
+    list file and entry) when it cannot be opened or decoded."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        reason = "not an image format PIL reads" if isinstance(error, UnidentifiedImageError) else error
+        raise UnreadableImage(
+            f"{path} ({origin}) cannot be decoded: {' '.join(str(reason).split())}; replace the file, "
+            f"or drop its entry from the list and pass --custom-lists"
+        ) from error
+
+
 class _ImageFiles(Dataset):
-    """Items are (seed, index) pairs: the image at `index`, transformed under `seed` when seeded."""
+    """Items are (seed, index) pairs: the image at `index`, transformed under `seed` when seeded.
+
+    An image that cannot be decoded comes back as its UnreadableImage (not raised): DataLoader workers
+    would wrap a raised one in a traceback, so `FileSplit.batches` raises it in the main process.
+    """
 
     def __init__(
-        self, paths: Sequence[str], labels: torch.Tensor, transform: Transform, seeded: bool
+        self, paths: Sequence[str], labels: torch.Tensor, origins: Origins, transform: Transform, seeded: bool
     ) -> None:
-        self.paths, self.labels, self.transform, self.seeded = paths, labels, transform, seeded
+        self.paths, self.labels, self.origins = paths, labels, origins
+        self.transform, self.seeded = transform, seeded
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | UnreadableImage:
         seed, index = item
-        with Image.open(self.paths[index]) as image:
-            rgb = image.convert("RGB")
+        try:
+            rgb = decode_rgb(self.paths[index], self.origins.of(index))
+        except UnreadableImage as error:
+            return error
         if not self.seeded:
             return self.transform(rgb), self.labels[index]
         with torch.random.fork_rng(devices=[]):  # torchvision transforms draw from torch's global RNG
             torch.manual_seed(seed)
             return self.transform(rgb), self.labels[index]
+
+
+def _collate(items: list[tuple[torch.Tensor, torch.Tensor] | UnreadableImage]) -> Any:
+    """The batch, or the batch's first UnreadableImage."""
+    unreadable = next((item for item in items if isinstance(item, UnreadableImage)), None)
+    return default_collate(items) if unreadable is None else unreadable
 
 
 class _EpochBatches:
@@ -106,6 +133,7 @@ class FileSplit:
         self,
         paths: Sequence[str],
         labels: torch.Tensor,
+        origins: Origins,
         train_transform: Transform,
         eval_transform: Transform,
         *,
@@ -115,6 +143,7 @@ class FileSplit:
             raise ValueError("FileSplit needs one label per image")
         self.paths = list(paths)
         self.labels = labels.long()
+        self.origins = origins
         self.transforms = {True: train_transform, False: eval_transform}
         self.num_workers = num_workers
         self._loaders: dict[tuple[bool, str], tuple[DataLoader, _EpochBatches]] = {}
@@ -123,17 +152,16 @@ class FileSplit:
     def under(
         cls,
         root: Path,
-        relative_paths: Sequence[str],
-        labels: np.ndarray,
+        split_list: SplitList,
         *,
         layouts: Sequence[Callable[[str], str]],
-        described_as: str,
         transforms: tuple[Transform, Transform],
         num_workers: int,
     ) -> FileSplit:
-        """The images `relative_paths` under `root` (each checked to exist, see `resolve_images`)."""
-        paths = resolve_images(root, relative_paths, layouts, described_as)
-        return cls(paths, torch.from_numpy(labels), *transforms, num_workers=num_workers)
+        """The images of `split_list` under `root` (each checked to exist, see `resolve_images`)."""
+        paths = resolve_images(root, split_list, layouts)
+        labels = torch.from_numpy(split_list.labels)
+        return cls(paths, labels, split_list.origins, *transforms, num_workers=num_workers)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -141,23 +169,28 @@ class FileSplit:
     def batches(
         self, index_batches: Sequence[tuple[int, torch.Tensor]], *, train: bool, device: torch.device
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """As `Split.batches`; an image that cannot be decoded raises UnreadableImage (one line)."""
         loader, sampler = self._loader(train, device)
         sampler.batches = [
             [(_image_seed(batch_seed, position), int(index)) for position, index in enumerate(indices)]
             for batch_seed, indices in index_batches
         ]
-        for images, labels in loader:
+        for batch in loader:
+            if isinstance(batch, UnreadableImage):
+                raise batch
+            images, labels = batch
             yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
     def _loader(self, train: bool, device: torch.device) -> tuple[DataLoader, _EpochBatches]:
         key = (train, device.type)
         if key not in self._loaders:
             sampler = _EpochBatches()
-            dataset = _ImageFiles(self.paths, self.labels, self.transforms[train], seeded=train)
+            dataset = _ImageFiles(self.paths, self.labels, self.origins, self.transforms[train], seeded=train)
             loader = DataLoader(
                 dataset,
                 batch_sampler=sampler,
                 num_workers=self.num_workers,
+                collate_fn=_collate,
                 pin_memory=device.type == "cuda",
                 persistent_workers=self.num_workers > 0,
                 prefetch_factor=PREFETCH_BATCHES if self.num_workers > 0 else None,

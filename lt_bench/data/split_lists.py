@@ -1,7 +1,9 @@
 """Split lists of the long-tail literature: `relative/path label` text files, fetched and verified.
 
 A list is read from the user's copy; it is fetched over the network only when asked (`--download`),
-and a fetched copy is kept only if its git blob SHA-1 is a published one.
+and a fetched copy is kept only if its git blob SHA-1 is a published one. Loaded lists must be the
+published ones (unless custom lists are asked for) and never repeat an image, share one between
+training and val/test, or hold a class without training images.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lt_bench.atomic import write_atomically
+from lt_bench.data.base import Published
 from lt_bench.errors import UserError
 
 
@@ -48,8 +52,36 @@ def ensure_list(path: Path, url: str, accepted_blobs: Sequence[str], *, download
     raise UserError(f"{path} is missing: {where}")
 
 
-def read_path_label_list(path: Path, num_classes: int) -> tuple[list[str], np.ndarray]:
-    """Relative paths and int64 labels of a `relative/path label` list; UserError naming file:line."""
+@dataclass(frozen=True)
+class Origins:
+    """Where each image of a split is listed: a file, and per image its line or image id."""
+
+    file: Path
+    ids: Sequence[int] | None = None  # image ids of a JSON annotation file; None: image i is on line i + 1
+
+    def entry(self, index: int) -> str:
+        """Where image `index` sits in the file: 'line 12' or 'image id 7'."""
+        return f"line {index + 1}" if self.ids is None else f"image id {self.ids[index]}"
+
+    def of(self, index: int) -> str:
+        """The file name and entry of image `index`, e.g. 'ImageNet_LT_train.txt line 12'."""
+        return f"{self.file.name} {self.entry(index)}"
+
+
+@dataclass(frozen=True)
+class SplitList:
+    """One split as its list file gives it: image paths relative to the data root, labels, origins."""
+
+    names: list[str]
+    labels: np.ndarray  # int64
+    origins: Origins
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def read_path_label_list(path: Path, num_classes: int) -> SplitList:
+    """The entries of a `relative/path label` list; UserError naming file:line."""
     paths: list[str] = []
     labels: list[int] = []
     with path.open(encoding="utf-8") as handle:
@@ -67,21 +99,101 @@ def read_path_label_list(path: Path, num_classes: int) -> tuple[list[str], np.nd
             labels.append(label)
     if not paths:
         raise UserError(f"{path} lists no images; fetch it again")
-    return paths, np.asarray(labels, dtype=np.int64)
+    return SplitList(paths, np.asarray(labels, dtype=np.int64), Origins(path))
 
 
-def resolve_images(
-    root: Path, relative_paths: Sequence[str], layouts: Sequence[Callable[[str], str]], described_as: str
-) -> list[str]:
+def check_split_lists(
+    lists: dict[str, SplitList], published: Published, *, num_classes: int, custom: bool
+) -> None:
+    """Refuse lists other than the published ones (unless `custom`), and, always, lists that make the
+    numbers meaningless: a repeated image, a val/test image also in training, a class without training
+    images. Each is a one-line UserError naming the file and entry; `lists` must hold "train"."""
+    if not custom:
+        _refuse_unpublished(lists, published, num_classes)
+    train = lists["train"]
+    positions = {split: _positions_refusing_repeats(split_list) for split, split_list in lists.items()}
+    training_images = positions["train"]
+    training_classes = set(np.unique(train.labels).tolist())
+    for split, split_list in lists.items():
+        if split_list is train:
+            continue
+        for index, (name, label) in enumerate(zip(split_list.names, split_list.labels.tolist(), strict=True)):
+            if name in training_images:
+                raise UserError(
+                    f"{split_list.origins.of(index)} lists {name}, also a training image "
+                    f"({train.origins.of(training_images[name])}): a {split} image seen in training "
+                    f"inflates the numbers; remove it from one of the lists"
+                )
+            if label not in training_classes:
+                raise UserError(
+                    f"{split_list.origins.of(index)}: label {label} has no training image in "
+                    f"{train.origins.file.name}; remove the entry or add training images of that class"
+                )
+
+
+def _refuse_unpublished(lists: dict[str, SplitList], published: Published, num_classes: int) -> None:
+    """The same comparison `lt-bench data check` makes: git blobs where published, else sizes and classes."""
+    fix = "fetch the published lists again, or pass --custom-lists to run on these lists as a named variant"
+    for split, split_list in lists.items():
+        file = split_list.origins.file
+        _, blobs = published.list_files.get(split, (file, ()))
+        if blobs:
+            blob = git_blob_sha1(file.read_bytes())
+            if blob not in blobs:
+                raise UserError(
+                    f"{file} is not the published {split} list (git blob {blob}, published "
+                    f"{' or '.join(blobs)}); {fix}"
+                )
+        expected = published.split_sizes.get(split)
+        if expected is not None and len(split_list) != expected:
+            raise UserError(
+                f"{file} is not the published {split} list ({len(split_list):,} images, published "
+                f"{expected:,}); {fix}"
+            )
+    if num_classes != published.num_classes:
+        raise UserError(
+            f"{lists['train'].origins.file} is not the published train list ({num_classes:,} classes, "
+            f"published {published.num_classes:,}); {fix}"
+        )
+
+
+def _positions_refusing_repeats(split_list: SplitList) -> dict[str, int]:
+    """Each image's index in the list; a UserError at the first image listed twice."""
+    first_at: dict[str, int] = {}
+    for index, name in enumerate(split_list.names):
+        earlier = first_at.setdefault(name, index)
+        if earlier != index:
+            raise UserError(
+                f"{split_list.origins.of(index)} lists {name} again (first at "
+                f"{split_list.origins.entry(earlier)}); remove the repeated entry"
+            )
+    return first_at
+
+
+def files_digest(paths: Sequence[Path]) -> str:
+    """A short sha256 over the files' bytes, in order: the name of a custom-lists variant."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise UserError(f"{path} is not readable ({error.strerror}); put the split list there") from error
+        digest.update(b"%d\0" % len(data) + data)
+    return digest.hexdigest()[:12]
+
+
+def resolve_images(root: Path, split_list: SplitList, layouts: Sequence[Callable[[str], str]]) -> list[str]:
     """Absolute image paths under `root`, using the first layout that holds the first image.
 
-    Every image is checked; a missing one is a UserError naming `described_as` and its line (entry).
+    Every image is checked; a missing one is a UserError naming its list file and entry.
     """
-    layout = next((lay for lay in layouts if (root / lay(relative_paths[0])).is_file()), layouts[0])
-    resolved = [str(root / layout(relative)) for relative in relative_paths]
-    for entry, absolute in enumerate(resolved, 1):
+    names = split_list.names
+    layout = next((lay for lay in layouts if (root / lay(names[0])).is_file()), layouts[0])
+    resolved = [str(root / layout(relative)) for relative in names]
+    for index, absolute in enumerate(resolved):
         if not Path(absolute).is_file():
             raise UserError(
-                f"{described_as}:{entry}: image {absolute} does not exist; put the images under {root}"
+                f"image {absolute} ({split_list.origins.of(index)}) does not exist; "
+                f"put the images under {root}"
             )
     return resolved

@@ -33,7 +33,7 @@ def long_tailed_subset(
     Training: class c keeps n_c = int(n_max · (1/ratio)^(c/(C−1))) images, n_max = len/C, drawn by
     shuffling each class's indices (in file order, classes ascending) with one legacy
     `RandomState(data_seed)` and keeping the first n_c: the exact LDAM-DRW subset at seed 0
-    (Cao et al. 2019, shared/reference/datasets.md A1). Validation: up to `val_per_class` of the
+    (Cao et al. 2019, kaidic/LDAM-DRW imbalance_cifar.py). Validation: up to `val_per_class` of the
     images the subset left out, per class, from the same stream; a class the profile uses whole
     (the head class) has none, so validation never overlaps training.
     """

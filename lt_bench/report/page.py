@@ -9,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from lt_bench.atomic import write_atomically
+from lt_bench.data.base import DATASETS
 from lt_bench.errors import UserError
 from lt_bench.leaderboard import mean_std
+from lt_bench.registry import did_you_mean
 from lt_bench.report import figures
 from lt_bench.report.bootstrap import (
     CONFIDENCE,
@@ -62,12 +64,10 @@ def write_report(
     records: Iterable[Record], dataset: str, output: str | Path, baselines: Sequence[str] = ()
 ) -> Path:
     """Write `<output>/report/<dataset>.md` and its PNGs in `<dataset>/` next to it; return the page."""
+    records = list(records)
     runs = group_runs(records, dataset)
     if not runs.records:
-        raise UserError(
-            f"no finished run records of dataset {dataset!r} under {output}; run "
-            f"`lt-bench sweep --dataset {dataset} ...` first or pass the right --output"
-        )
+        raise _no_records_error(dataset, sorted({record["dataset"] for record in records}), output)
     methods = sorted({v.method for variants in runs.settings.values() for v in variants.values()})
     for name in baselines:
         if name not in methods:
@@ -90,6 +90,21 @@ def write_report(
     return page
 
 
+def _no_records_error(dataset: str, present: list[str], output: str | Path) -> UserError:
+    """Names the datasets that do have records, and for a name that is neither recorded nor
+    registered (probably misspelt) the close ones among both."""
+    recorded = (
+        f"Datasets with records there: {', '.join(present)}." if present else "It holds no run records."
+    )
+    if dataset in DATASETS:
+        return UserError(
+            f"no finished run records of dataset {dataset!r} under {output}; run "
+            f"`lt-bench sweep --dataset {dataset} ...` first or pass the right --output. {recorded}"
+        )
+    hint = did_you_mean(dataset, {*present, *DATASETS.names()})
+    return UserError(f"unknown dataset {dataset!r}: no run records of it under {output}.{hint} {recorded}")
+
+
 def _header(runs: DatasetRuns, baselines: Sequence[str]) -> list[str]:
     command = " ".join(["lt-bench report --dataset", runs.dataset, *(f"--baseline {b}" for b in baselines)])
     commits = ", ".join(f"`{_short(commit)}` ×{n}" for commit, n in sorted(runs.commits.items()))
@@ -103,7 +118,7 @@ def _header(runs: DatasetRuns, baselines: Sequence[str]) -> list[str]:
     ]
     if runs.superseded:
         lines.append(
-            f"{runs.superseded} older records of the same runs (same method, setting and seeds) "
+            f"{runs.superseded} older records of the same runs (same configuration and seed) "
             "were left out; the most recently finished one of each is used."
         )
     return lines
@@ -182,8 +197,11 @@ def _setting_section(
 
 
 def _baselines_in(variants: dict[str, Variant], compared_to: Sequence[str]) -> list[str]:
-    """The baselines this setting has runs of, when there is another variant to compare with them."""
-    return [name for name in compared_to if name in variants and len(variants) > 1]
+    """The labels of this setting's variants of the baseline methods (each configuration of one),
+    when there is another variant to compare with them."""
+    if len(variants) < 2:
+        return []
+    return [label for name in compared_to for label, variant in variants.items() if variant.method == name]
 
 
 def _summary_table(variants: dict[str, Variant]) -> pd.DataFrame:

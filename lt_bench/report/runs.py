@@ -1,32 +1,38 @@
-"""Group a dataset's run records into settings (same data, backbone, epochs) and method variants."""
+"""Group a dataset's run records into settings (same data, backbone, epochs, protocol) and variants
+(configurations, as the leaderboard's rows)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-Record = dict[str, Any]
+from lt_bench.selection import Configuration, Record, describe, differing_fields, select
+
+# Fields every variant of a setting shares (the setting's own) or that its label starts with.
+SETTING_FIELDS = ("dataset", "imbalance_ratio", "backbone", "epochs", "protocol", "method")
 
 
 @dataclass(frozen=True)
 class Setting:
-    """Runs that are comparable: one dataset construction, one backbone, one training length."""
+    """Runs that are comparable: one dataset construction, backbone, training length and protocol."""
 
     imbalance_ratio: float | None  # None: a dataset whose split is fixed by its files
     backbone: str
     epochs: int
+    protocol: str = "shared"
 
     @property
     def title(self) -> str:
         ratio = "" if self.imbalance_ratio is None else f", imbalance ratio {self.imbalance_ratio:g}"
-        return f"{self.backbone}, {self.epochs} epochs{ratio}"
+        protocol = "" if self.protocol == "shared" else f", {self.protocol} protocol"
+        return f"{self.backbone}, {self.epochs} epochs{ratio}{protocol}"
 
     @property
     def slug(self) -> str:
         ratio = "" if self.imbalance_ratio is None else f"-ir{self.imbalance_ratio:g}"
-        return f"{self.backbone}-{self.epochs}ep{ratio}"
+        protocol = "" if self.protocol == "shared" else f"-{self.protocol}"
+        return f"{self.backbone}-{self.epochs}ep{ratio}{protocol}"
 
     def sort_key(self) -> tuple:
         return (
@@ -34,12 +40,15 @@ class Setting:
             self.imbalance_ratio or 0.0,
             self.backbone,
             self.epochs,
+            self.protocol != "shared",
+            self.protocol,
         )
 
 
 @dataclass
 class Variant:
-    """One method (with any knobs fixed by hand) in one setting; one run per (seed, data_seed)."""
+    """One configuration in one setting: a method and the fields that tell it from the setting's
+    other variants; one run per training seed."""
 
     label: str
     method: str
@@ -51,7 +60,7 @@ class Variant:
 
 @dataclass
 class DatasetRuns:
-    """A dataset's finished records, grouped; `superseded` counts older duplicates left out."""
+    """A dataset's selected records, grouped; `superseded` counts older records of the same runs."""
 
     dataset: str
     records: list[Record]
@@ -63,37 +72,32 @@ class DatasetRuns:
         return Counter(record.get("git_commit") or "unknown" for record in self.records)
 
 
-def variant_label(record: Record) -> str:
-    """The method name plus the test-time knobs a run fixed instead of selecting: 'x (alpha=2)'."""
-    fixed = record["config"].get("knobs") or {}
-    if not fixed:
-        return record["method"]
-    return f"{record['method']} ({', '.join(f'{k}={v:g}' for k, v in sorted(fixed.items()))})"
-
-
-def setting_of(record: Record) -> Setting:
-    ratio = record["config"].get("imbalance_ratio")
+def setting_of(entry: Configuration) -> Setting:
+    values = entry.values
+    ratio = values["imbalance_ratio"]
     return Setting(
-        None if ratio is None else float(ratio), record["backbone"], int(record["config"]["epochs"])
+        None if ratio is None else float(ratio), values["backbone"], int(values["epochs"]), values["protocol"]
     )
 
 
+def variant_label(entry: Configuration, fields: list[str]) -> str:
+    """The method plus the configuration's `fields`: 'causal_tde (lr 0.05, knobs alpha=2)'."""
+    details = describe(entry, fields)
+    return f"{entry.values['method']} ({details})" if details else entry.values["method"]
+
+
 def group_runs(records: Iterable[Record], dataset: str) -> DatasetRuns:
-    """Keep `dataset`'s records: per variant and (seed, data_seed) the most recently finished."""
-    latest: dict[tuple, Record] = {}
-    superseded = 0
-    for record in records:
-        if record["dataset"] != dataset:
-            continue
-        key = (setting_of(record), variant_label(record), record["seed"], record["data_seed"])
-        if key in latest:
-            superseded += 1
-            if record.get("finished_at", "") < latest[key].get("finished_at", ""):
-                continue
-        latest[key] = record
+    """`dataset`'s newest record per configuration and seed, as settings of labelled variants."""
+    selection = select(record for record in records if record["dataset"] == dataset)
+    by_setting: dict[Setting, list[Configuration]] = {}
+    for entry in selection.configurations:
+        by_setting.setdefault(setting_of(entry), []).append(entry)
     settings: dict[Setting, dict[str, Variant]] = {}
-    order = sorted(latest.items(), key=lambda item: (item[0][0].sort_key(), *item[0][1:]))
-    for (setting, label, _, _), record in order:
-        variants = settings.setdefault(setting, {})
-        variants.setdefault(label, Variant(label, record["method"])).runs.append(record)
-    return DatasetRuns(dataset, list(latest.values()), settings, superseded)
+    for setting in sorted(by_setting, key=Setting.sort_key):
+        entries = by_setting[setting]
+        fields = differing_fields(entries, shown=SETTING_FIELDS)
+        variants = [
+            Variant(variant_label(entry, fields), entry.values["method"], entry.records) for entry in entries
+        ]
+        settings[setting] = {variant.label: variant for variant in sorted(variants, key=lambda v: v.label)}
+    return DatasetRuns(dataset, selection.records, settings, selection.superseded)

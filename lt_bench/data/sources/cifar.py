@@ -21,12 +21,12 @@ from lt_bench.data.base import (
 from lt_bench.data.subsets import in_memory_long_tailed, resolved_imbalance_ratio
 from lt_bench.errors import UserError
 
-# LDAM-DRW's normalisation and augmentation for both CIFARs (shared/reference/baselines.md §1.1).
+# LDAM-DRW's normalisation and augmentation for both CIFARs (kaidic/LDAM-DRW `cifar_train.py`).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 CIFAR_AUGMENTATION = TensorAugmentation(crop_padding=4, horizontal_flip=True)
 # ResNet-32, 200 epochs, batch 128, lr 0.1, wd 2e-4, 5 warm-up epochs, lr ×0.01 at 160 and ×0.0001
-# at 180 (LDAM-DRW `cifar_train.py`; shared/reference/baselines.md).
+# at 180 (kaidic/LDAM-DRW `cifar_train.py`, `adjust_learning_rate`).
 CIFAR_RECIPE = Recipe(
     backbone="resnet32_cifar",
     epochs=200,
@@ -55,23 +55,34 @@ class CifarFiles:
     archive_md5: str
 
 
-def _read_pickle(path: Path) -> dict:
+def _read_pickle(path: Path, keys: tuple[str, ...]) -> dict:
+    """A CIFAR pickle as a dict with str keys, holding `keys`. Copies saved after loading with
+    encoding="bytes" have bytes keys (b"data", b"labels") and bytes class names: both are accepted."""
     if not path.is_file():
         raise FileNotFoundError(path)
     try:
         with path.open("rb") as handle:
-            return pickle.load(handle, encoding="latin1")
+            batch = pickle.load(handle, encoding="latin1")
     except (pickle.UnpicklingError, EOFError, ValueError) as error:
         raise UserError(
             f"{path} is not a CIFAR python batch ({error}); extract the official archive again"
         ) from error
+    fields = {_text(key): value for key, value in batch.items()} if isinstance(batch, dict) else {}
+    missing = [key for key in keys if key not in fields]
+    if missing:
+        raise UserError(f"{path} lacks the CIFAR fields {missing}; extract the official archive again")
+    return fields
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin1") if isinstance(value, bytes) else value
 
 
 def _read_batches(paths: list[Path], label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [N, 3, 32, 32] and int64 labels of the batches, in file order."""
     images, labels = [], []
     for path in paths:
-        batch = _read_pickle(path)
+        batch = _read_pickle(path, ("data", label_key))
         data = np.asarray(batch["data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[label_key]) != len(data):
             raise UserError(
@@ -93,7 +104,7 @@ class CifarLT(DatasetSource):
     # Published training total and many/medium/few class numbers per imbalance ratio.
     published_by_ratio: ClassVar[dict[float, tuple[int, tuple[int, int, int]]]]
 
-    def load(self, options: DataOptions) -> LongTailedData:
+    def read(self, options: DataOptions) -> LongTailedData:
         ratio = resolved_imbalance_ratio(options, self.default_imbalance_ratio)
         folder = self._folder(options)
         try:
@@ -101,7 +112,8 @@ class CifarLT(DatasetSource):
                 [folder / f for f in self.files.train], self.files.label_key
             )
             test_images, test_labels = _read_batches([folder / self.files.test], self.files.label_key)
-            class_names = list(_read_pickle(folder / self.files.meta)[self.files.names_key])
+            meta = _read_pickle(folder / self.files.meta, (self.files.names_key,))
+            class_names = [_text(name) for name in meta[self.files.names_key]]
         except FileNotFoundError as error:
             raise UserError(f"{error.args[0]} is missing: {self._where()}") from error
         for path, labels in (
@@ -135,7 +147,7 @@ class CifarLT(DatasetSource):
             num_classes=self.num_classes,
             split_sizes={"train": train_size, "val": None, "test": 10_000},
             shot_groups=shot_groups,
-            source="LDAM-DRW construction (Cao et al. 2019); shared/reference/datasets.md A1",
+            source="LDAM-DRW construction (Cao et al. 2019; kaidic/LDAM-DRW imbalance_cifar.py)",
         )
 
     def _where(self) -> str:
@@ -180,7 +192,7 @@ class Cifar10LT(CifarLT):
         archive_url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         archive_md5="c58f30108f718f92721af3b95e74349a",
     )
-    # Training totals and class groups (>100 / 20–100 / <20) per IR (shared/reference/datasets.md A1, A5).
+    # Training totals and class groups (>100 / 20–100 / <20) per IR (Cao et al. 2019, their construction).
     published_by_ratio = {
         100.0: (12_406, (8, 2, 0)),
         50.0: (13_996, (9, 1, 0)),

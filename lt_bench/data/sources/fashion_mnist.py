@@ -91,6 +91,7 @@ def _file(folder: Path, name: str) -> Path | None:
 class FashionMnistLT(DatasetSource):
     """Fashion-MNIST-LT: 6000 max per class at IR 100 (14,886 train), 20 val per class, official 10k test."""
 
+    name = "fashion_mnist_lt"
     description = (
         "real Fashion-MNIST long-tailed like CIFAR: 6000 max per class, IR 100 (14,886 train), "
         "val from unused train images, official 10k test; apt-get install dataset-fashion-mnist"
@@ -99,7 +100,7 @@ class FashionMnistLT(DatasetSource):
     recipe = Recipe(backbone="lt_small_cnn", epochs=20, batch_size=128, lr=0.05, weight_decay=5e-4)
     default_imbalance_ratio = 100.0
 
-    def load(self, options: DataOptions) -> LongTailedData:
+    def read(self, options: DataOptions) -> LongTailedData:
         folder = find_folder(options.data_root)
         arrays = {key: read_idx(_file(folder, name)) for key, name in FILES.items()}
         for split in ("train", "test"):
@@ -110,7 +111,7 @@ class FashionMnistLT(DatasetSource):
                     f"{folder / FILES[f'{split}_labels']}: labels outside 0..9; reinstall the files"
                 )
         return in_memory_long_tailed(
-            "fashion_mnist_lt",
+            self.name,
             arrays["train_images"][:, None],
             arrays["train_labels"].astype(np.int64),
             arrays["test_images"][:, None],

@@ -1,7 +1,7 @@
 """ImageNet-LT and Places-LT: the split lists of the OLTR project (Liu et al. 2019) over the user's images.
 
 The lists (one `relative/path label` per line) are the ones classifier-balancing redistributes;
-their git blobs and sizes are in shared/reference/datasets.md A2, A3, A8.
+their git blobs and sizes are those of facebookresearch/classifier-balancing `data/`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from lt_bench.data.base import DATASETS, DataOptions, DatasetSource, LongTailedData, Published, Recipe
 from lt_bench.data.files import FileSplit, imagenet_transforms, required_root
-from lt_bench.data.split_lists import ensure_list, read_path_label_list
+from lt_bench.data.split_lists import check_split_lists, ensure_list, files_digest, read_path_label_list
 
 # ResNeXt-50, 90 epochs, global batch 512, lr 0.2, cosine, wd 5e-4 (the TDE / decoupling recipe).
 OLTR_RECIPE = Recipe(backbone="resnext50_32x4d", epochs=90, batch_size=512, lr=0.2, weight_decay=5e-4)
@@ -38,7 +38,7 @@ class OltrLists:
 
 
 def places365_official(relative: str) -> str:
-    """A Places-LT list path in the official Places365 256×256 layout (shared/reference/datasets.md A3):
+    """A Places-LT list path in the official Places365-Standard 256×256 layout (Zhou et al. 2017):
     train/<a-b>/<f> → data_256/<a>/<a/b>/<f>; val/<class>/<f> → val_256/<f>."""
     split, category, name = relative.split("/", 2)
     if split == "val":
@@ -66,22 +66,26 @@ class OltrDataset(DatasetSource):
     images_hint: ClassVar[str]
     recipe = OLTR_RECIPE
 
-    def load(self, options: DataOptions) -> LongTailedData:
+    def read(self, options: DataOptions) -> LongTailedData:
         root = required_root(options, self._where())
+        lists = {
+            split: read_path_label_list(self._list_path(root, split, options.download), self.num_classes)
+            for split in SPLITS
+        }
+        check_split_lists(
+            lists, self.published(options), num_classes=self.num_classes, custom=options.custom_lists
+        )
         transforms = imagenet_transforms()
-        splits = {}
-        for split in SPLITS:
-            path = self._list_path(root, split, options.download)
-            relative_paths, labels = read_path_label_list(path, self.num_classes)
-            splits[split] = FileSplit.under(
+        splits = {
+            split: FileSplit.under(
                 root,
-                relative_paths,
-                labels,
+                lists[split],
                 layouts=self.layouts,
-                described_as=str(path),
                 transforms=transforms,
                 num_workers=options.num_workers,
             )
+            for split in SPLITS
+        }
         return LongTailedData(
             name=self.name,
             num_classes=self.num_classes,
@@ -90,6 +94,7 @@ class OltrDataset(DatasetSource):
             test=splits["test"],
             class_counts=torch.bincount(splits["train"].labels, minlength=self.num_classes).tolist(),
             in_chans=3,
+            lists_digest=files_digest(self.split_list_files(root)) if options.custom_lists else None,
         )
 
     def published(self, options: DataOptions) -> Published:
@@ -101,6 +106,9 @@ class OltrDataset(DatasetSource):
             list_files={split: (root / self.lists.file(split), self.lists.blobs[split]) for split in SPLITS},
             source="OLTR split lists (Liu et al. 2019) as classifier-balancing ships them",
         )
+
+    def split_list_files(self, root: Path) -> tuple[Path, ...]:
+        return tuple(root / self.lists.file(split) for split in SPLITS)
 
     def _where(self) -> str:
         files = ", ".join(self.lists.file(split) for split in SPLITS)

