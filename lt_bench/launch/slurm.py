@@ -73,21 +73,14 @@ def launch(
     rerun: bool,
     precision_given: bool,
 ) -> list[Submitted]:
-    """Submit the runs not yet finished, print their job ids and where logs and records go.
-
-    Each job trains on `--device auto` (its GPUs when it has some). Without `--precision`, a run with
-    GPUs is bf16: the nodes' GPUs are not visible from here, so `auto` takes them to be Ampere or
-    newer (a job on an older GPU stops with an error naming --precision fp16 or fp32)."""
+    """Submit the runs not yet finished, print their job ids and where logs and records go."""
     from lt_bench.runner import RunPaths, finished_record
 
     profile = load_profile(cluster)
     pending = []
     for config in configs:
         resources = profile.resources(config.dataset, overrides)
-        config = config.replace(output=str(Path(config.output).resolve()))
-        if not precision_given:
-            on_gpu = resources.gpus_per_node > 0 and config.device.split(":")[0] in ("auto", "cuda")
-            config = config.replace(precision=auto_precision("cuda" if on_gpu else "cpu", native_bf16=True))
+        config = job_config(config, resources, precision_given)
         if finished_record(config) is not None and not rerun:
             record = RunPaths.of(config).record
             print(f"{config.run_id}: already finished, record {record} (--rerun trains again)")
@@ -107,6 +100,19 @@ def launch(
         f"follow them with: lt-bench status --output {output}"
     )
     return submitted
+
+
+def job_config(config: RunConfig, resources: Resources, precision_given: bool) -> RunConfig:
+    """The config a job runs: absolute output, and `--precision auto` resolved for the job's node.
+
+    Each job trains on its `--device` (by default `auto`: its GPUs when it has some). The nodes' GPUs
+    are not visible from here, so `auto` takes them to be Ampere or newer: bf16 when the job has GPUs
+    (a job on an older GPU stops with an error naming --precision fp16 or fp32), else fp32."""
+    config = config.replace(output=str(Path(config.output).resolve()))
+    if precision_given:
+        return config
+    on_gpu = resources.gpus_per_node > 0 and config.device.split(":")[0] in ("auto", "cuda")
+    return config.replace(precision=auto_precision("cuda" if on_gpu else "cpu", native_bf16=True))
 
 
 @dataclass(frozen=True)
