@@ -109,7 +109,7 @@ def test_a_nan_loss_is_found_without_a_per_step_check_and_named_at_its_first_ste
     assert main([*DIGITS, "--batch-size", str(batch_size), "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert re.search(rf"lt-bench: error: loss became nan at epoch {epoch}, step {step}; the last good", err)
+    assert re.search(rf"lt-bench: error: loss became nan at epoch {epoch}, step {step};", err)
     assert len(calls) == checked_after  # the steps after the NaN ran until the next read of the flag
     (folder,) = (tmp_path / "runs").iterdir()
     if kept is None:
