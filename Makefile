@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -21,6 +21,9 @@ test: install
 
 bench: install
 	$(PYTHON) benchmarks/input_pipeline.py --channels-last --compile
+
+bench-gpu: install
+	$(PYTHON) benchmarks/gpu_train.py
 
 lint: install
 	$(VENV)/bin/ruff check lt_bench methods tests benchmarks

@@ -1,6 +1,6 @@
 """Training images/s of lt-bench against a bare eager loop and a torchvision PIL + DataLoader pipeline.
 
-All variants train the same ResNet-32 (+ linear head) with SGD on the same CIFAR-shaped uint8 images
+All variants train the same ResNet-32 (+ a head) with SGD on the same CIFAR-shaped uint8 images
 held in memory, batch 128:
 
 - bare:     the eager ceiling: pre-normalised float tensors, index, forward, CE, backward, step;
@@ -9,7 +9,9 @@ held in memory, batch 128:
             ToTensor, Normalize, in a DataLoader with persistent workers.
 - lt-bench: `lt_bench.training.train` on a `TensorSplit` with the CIFAR-LT per-batch tensor
             augmentation (crop with padding 4, flip), checkpointing every epoch as real runs do.
-- lt-bench+channels_last / lt-bench+compile: the same with the model in channels_last memory
+- bare+tde / lt-bench+tde: the same two with causal TDE's normalised multi-head classifier and its
+            moving average of the features updated every step.
+- lt-bench+channels_last / lt-bench+compile: lt-bench with the model in channels_last memory
             format / the backbone under torch.compile (with --channels-last / --compile).
 
 Rounds interleave the variants (in a rotating order), so load from other processes hits all of them
@@ -22,67 +24,60 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from harness import LtBenchLoop, images_per_second, interleaved, make_model, medians, method_for, sgd
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from lt_bench.backbones import LongTailClassifier, accelerate, create_backbone
 from lt_bench.data.base import TensorSplit
 from lt_bench.data.sources.cifar import CIFAR_AUGMENTATION, CIFAR_MEAN, CIFAR_STD
-from lt_bench.method import Method, MethodContext
-from lt_bench.training import StagePlan, train
+from lt_bench.method import Method
+from lt_bench.methods.causal_tde import CausalNormClassifier, CausalTDE, update_moving_average
 
 NUM_CLASSES = 10
-LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 2e-4
+BACKBONE = "resnet32_cifar"
 
 
-def make_model(channels_last: bool = False, compiled: bool = False) -> LongTailClassifier:
-    torch.manual_seed(0)
-    model = LongTailClassifier(create_backbone("resnet32_cifar", 3), nn.Linear(64, NUM_CLASSES))
-    return accelerate(model, channels_last=channels_last, compile=compiled)  # as `lt-bench run` does
-
-
-def sgd(model: nn.Module) -> torch.optim.SGD:
-    return torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-
-
-def step(model: nn.Module, optimizer: torch.optim.SGD, images: torch.Tensor, labels: torch.Tensor) -> None:
-    _, logits = model(images)
+def step(
+    model: nn.Module, optimizer: torch.optim.SGD, images: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """forward, CE, backward, SGD step; the features are returned for a moving average."""
+    features, logits = model(images)
     loss = F.cross_entropy(logits, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    loss.item()
+    return features.detach()
 
 
 class BareLoop:
-    """The eager ceiling: normalised float images already in memory, no augmentation."""
+    """The eager ceiling: normalised float images already in memory, no augmentation; with `tde`,
+    causal TDE's head and its moving average of the features."""
 
-    name = "bare"
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, tde: bool) -> None:
+        self.name = "bare+tde" if tde else "bare"
         mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
         self.images = (images.float() / 255 - mean) / std
         self.labels, self.batch_size = labels, batch_size
-        self.model = make_model()
+        self.model = make_model(BACKBONE, CausalNormClassifier(64, NUM_CLASSES) if tde else None)
         self.optimizer = sgd(self.model)
+        self.moving_average = torch.zeros(64) if tde else None
 
     def epoch(self, seed: int) -> None:
         order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(seed))
         for start in range(0, len(order) - self.batch_size + 1, self.batch_size):
             indices = order[start : start + self.batch_size]
-            step(self.model, self.optimizer, self.images[indices], self.labels[indices])
+            features = step(self.model, self.optimizer, self.images[indices], self.labels[indices])
+            if self.moving_average is not None:
+                self.moving_average = update_moving_average(self.moving_average, features)
 
 
 class PilImages(Dataset):
@@ -121,7 +116,7 @@ class PilPipeline:
             num_workers=workers,
             persistent_workers=workers > 0,
         )
-        self.model = make_model()
+        self.model = make_model(BACKBONE)
         self.optimizer = sgd(self.model)
 
     def epoch(self, seed: int) -> None:
@@ -130,65 +125,27 @@ class PilPipeline:
             step(self.model, self.optimizer, images, labels)
 
 
-class LtBench:
-    """lt-bench's own training loop on a TensorSplit, as `lt-bench run` trains CIFAR-LT."""
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        batch_size: int,
-        *,
-        channels_last: bool,
-        compiled: bool,
-        folder: Path,
-    ) -> None:
-        self.name = (
-            "lt-bench" + ("+channels_last" if channels_last else "") + ("+compile" if compiled else "")
-        )
-        self.split = TensorSplit(images, labels, CIFAR_MEAN, CIFAR_STD, CIFAR_AUGMENTATION)
-        self.model = make_model(channels_last, compiled)
-        counts = tuple(torch.bincount(labels, minlength=NUM_CLASSES).tolist())
-        self.method = Method(
-            MethodContext(
-                dataset="benchmark",
-                num_classes=NUM_CLASSES,
-                class_counts=counts,
-                feature_dim=64,
-                epochs=1,
-                steps_per_epoch=len(labels) // batch_size,
-                base_lr=LR,
-            )
-        )
-        self.batch_size, self.folder = batch_size, folder / self.name
-
-    def epoch(self, seed: int) -> None:
-        plan = StagePlan(
-            epochs=1,
-            batch_size=self.batch_size,
-            learning_rate=lambda epoch: LR,
-            momentum=MOMENTUM,
-            weight_decay=WEIGHT_DECAY,
-            seed=seed,
-        )
-        run_folder = self.folder / str(seed)
-        train(
-            self.model,
-            self.method,
-            self.split,
-            plan,
-            device=torch.device("cpu"),
-            checkpoint_path=run_folder / "checkpoint.pt",
-            log_path=run_folder / "log.jsonl",
-            extra_checkpoint={},
-            checkpoint_seconds=float("inf"),
-        )
-
-
-def images_per_second(epoch: Callable[[int], None], seed: int, images: int) -> float:
-    started = time.perf_counter()
-    epoch(seed)
-    return images / (time.perf_counter() - started)
+def lt_bench(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    folder: Path,
+    *,
+    tde: bool = False,
+    channels_last: bool = False,
+    compiled: bool = False,
+) -> LtBenchLoop:
+    """lt-bench's own loop on a TensorSplit, as `lt-bench run` trains CIFAR-LT (CE, or causal TDE)."""
+    name = "lt-bench" + ("+tde" if tde else "") + ("+channels_last" if channels_last else "")
+    name += "+compile" if compiled else ""
+    method_class = CausalTDE if tde else Method
+    model = make_model(BACKBONE, channels_last=channels_last, compiled=compiled)
+    method = method_for(method_class, model, labels, batch_size)
+    model.head = method.build_head()
+    split = TensorSplit(images, labels, CIFAR_MEAN, CIFAR_STD, CIFAR_AUGMENTATION)
+    return LtBenchLoop(
+        name, model, method, split, batch_size=batch_size, folder=folder, device=torch.device("cpu")
+    )
 
 
 def main() -> None:
@@ -209,48 +166,37 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, NUM_CLASSES, (count,), generator=generator)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
         variants = [
-            BareLoop(images, labels, args.batch_size),
+            BareLoop(images, labels, args.batch_size, tde=False),
             PilPipeline(images, labels, args.batch_size, args.pil_workers),
-            LtBench(
-                images, labels, args.batch_size, channels_last=False, compiled=False, folder=Path(folder)
-            ),
+            lt_bench(images, labels, args.batch_size, folder),
+            BareLoop(images, labels, args.batch_size, tde=True),
+            lt_bench(images, labels, args.batch_size, folder, tde=True),
         ]
         if args.channels_last:
-            variants.append(
-                LtBench(
-                    images, labels, args.batch_size, channels_last=True, compiled=False, folder=Path(folder)
-                )
-            )
+            variants.append(lt_bench(images, labels, args.batch_size, folder, channels_last=True))
         if args.compile:
-            variants.append(
-                LtBench(
-                    images, labels, args.batch_size, channels_last=False, compiled=True, folder=Path(folder)
-                )
-            )
-        rates: dict[str, list[float]] = {variant.name: [] for variant in variants}
-        for round_index in range(args.rounds + 1):
-            shift = round_index % len(variants)  # rotate the order so no variant always runs first
-            for variant in variants[shift:] + variants[:shift]:
-                rate = images_per_second(variant.epoch, round_index, count)
-                if round_index:  # round 0 warms up allocators, workers and compiled graphs
-                    rates[variant.name].append(rate)
-    medians = {name: statistics.median(values) for name, values in rates.items()}
+            variants.append(lt_bench(images, labels, args.batch_size, folder, compiled=True))
+        rates = interleaved(
+            variants,
+            args.rounds,
+            lambda variant, round_index: images_per_second(variant.epoch, round_index, count),
+        )
+    median = medians(rates)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
         f"{args.steps} steps x {args.rounds} rounds, ResNet-32 on 32x32 images"
     )
     print(f"{'variant':<26} {'images/s':>9} {'vs bare':>8} {'vs pil':>7}   rounds")
-    for name, median in medians.items():
-        rounds = " ".join(f"{value:.0f}" for value in rates[name])
-        print(
-            f"{name:<26} {median:>9.1f} {median / medians['bare']:>7.3f}x {median / medians['pil']:>6.3f}x   "
-            f"{rounds}"
-        )
+    for name, value in median.items():
+        bare = median["bare+tde" if "+tde" in name else "bare"]
+        rounds = " ".join(f"{rate:.0f}" for rate in rates[name])
+        print(f"{name:<26} {value:>9.1f} {value / bare:>7.3f}x {value / median['pil']:>6.3f}x   {rounds}")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"median_images_per_s": medians, "rounds": rates}, indent=1) + "\n"
+            json.dumps({"median_images_per_s": median, "rounds": rates}, indent=1) + "\n"
         )
 
 

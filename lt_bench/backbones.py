@@ -265,24 +265,44 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def accelerate(model: nn.Module, *, channels_last: bool, compile: bool) -> nn.Module:
+def accelerate(
+    model: nn.Module, *, channels_last: bool, compile: bool, device: torch.device | None = None
+) -> nn.Module:
     """Speed options that keep the model's parameters and state_dict keys: channels_last memory
-    format, and the backbone compiled in place by torch.compile."""
-    if channels_last:
+    format (when asked, and by default for a convolutional backbone on CUDA, where cuDNN's NHWC
+    kernels are the fast ones), and the backbone compiled in place by torch.compile."""
+    on_cuda = device is not None and device.type == "cuda"
+    if channels_last or (on_cuda and is_convolutional(model.backbone)):
         model.to(memory_format=torch.channels_last)
     if compile:
         model.backbone.compile()
     return model
 
 
+def is_convolutional(backbone: nn.Module) -> bool:
+    """More 2-d convolutions than a vision transformer's one patch embedding."""
+    return sum(isinstance(module, nn.Conv2d) for module in backbone.modules()) > 1
+
+
 class LongTailClassifier(nn.Module):
-    """A backbone producing features and a method's head producing logits from them."""
+    """A backbone producing features and a method's head producing logits from them.
+
+    Mixed precision covers the backbone alone: its features leave it as fp32 and the head runs with
+    autocast off, so the heads (cosine and TDE's normalised multi-head divide by norms), the losses
+    computed from these logits, TDE's moving average and the metrics all see full precision, and no
+    method needs its own precision handling. The head's share of the compute is negligible.
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's features in fp32 (it runs in the precision of the active autocast)."""
+        return self.backbone(images).float()
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone(images)
-        return features, self.head(features)
+        features = self.features(images)
+        with torch.autocast(features.device.type, enabled=False):
+            return features, self.head(features)

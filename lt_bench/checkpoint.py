@@ -38,10 +38,9 @@ class Progress:
     seconds: float = 0.0  # training time already spent in the current epoch
     log: list[dict[str, Any]] = field(default_factory=list)  # one entry per finished epoch
 
-    def add_step(self, loss: float, correct: int, seen: int) -> None:
+    def add_step(self, seen: int) -> None:
+        """One more step done on `seen` images (its loss and correct count are summed on the device)."""
         self.step += 1
-        self.loss_sum += loss * seen
-        self.correct += correct
         self.seen += seen
 
     def finish_epoch(self, lr: float, seconds: float) -> dict[str, Any]:
@@ -145,25 +144,38 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def training_payload(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, method: Any, progress: Progress
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    method: Any,
+    progress: Progress,
+    scaler: torch.amp.GradScaler,
 ) -> dict[str, Any]:
-    """Everything a restart needs to continue at exactly `progress`."""
-    return {
+    """Everything a restart needs to continue at exactly `progress` (fp16's loss scale included)."""
+    payload = {
         "progress": asdict(progress),
         "rng": rng_state(),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "method": method.state_dict(),
     }
+    if scaler.is_enabled():
+        payload["scaler"] = scaler.state_dict()
+    return payload
 
 
 def restore_training(
-    state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, method: Any
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    method: Any,
+    scaler: torch.amp.GradScaler,
 ) -> Progress:
     """Load a `training_payload` back into the objects; the progress to continue from."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     method.load_state_dict(state["method"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     restore_rng_state(state["rng"])
     return Progress(**state["progress"])
 

@@ -56,6 +56,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr-decay", type=float, help="multistep factor at each milestone")
     group.add_argument("--imbalance-ratio", type=float)
     group.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="the backbone's autocast (default auto: bf16 on a GPU that has it, else fp32); in the run id",
+    )
+    group.add_argument(
         "--knob",
         type=_knob,
         action="append",
@@ -77,11 +82,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     place.add_argument(
         "--num-workers",
         type=int,
-        help="loader workers of image-file datasets (default: the usable CPU cores, at most 8)",
+        help="loader workers of image-file datasets (default: the CPUs the process may use)",
     )
     place.add_argument("--output", default="results", help="results tree (default: results)")
     place.add_argument(
-        "--device", help="torch device, e.g. cpu or cuda (default: cpu; on SLURM: cuda when the run has GPUs)"
+        "--device",
+        help="torch device: auto (default: the local GPU when one is visible, else cpu), cpu, cuda, cuda:1",
     )
     place.add_argument(
         "--rerun", action="store_true", help="discard a finished run of this config and train again"
@@ -129,6 +135,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         milestones=tuple(args.milestones) if args.milestones is not None else None,
         lr_decay=args.lr_decay,
         imbalance_ratio=args.imbalance_ratio,
+        precision=args.precision,
         seed=seed,
         data_seed=args.data_seed,
         knobs=_knobs(args.knob) or None,
@@ -137,7 +144,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         device=args.device,
         download=args.download or None,
         custom_lists=args.custom_lists or None,
-        num_workers=_num_workers(args),
+        num_workers=args.num_workers,
         checkpoint_seconds=args.checkpoint_every,
         channels_last=args.channels_last or None,
         compile=args.compile or None,
@@ -152,12 +159,6 @@ def _knobs(pairs: list[tuple[str, float]]) -> dict[str, float]:
         if names.count(name) > 1:
             raise UserError(f"--knob {name} is given {names.count(name)} times; pass each knob once")
     return dict(pairs)
-
-
-def _num_workers(args: argparse.Namespace) -> int:
-    from lt_bench.data.files import default_num_workers
-
-    return default_num_workers() if args.num_workers is None else args.num_workers
 
 
 def _execute(config: Any, rerun: bool) -> dict[str, Any]:
@@ -203,7 +204,7 @@ def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
         cluster=args.cluster,
         overrides=resource_overrides(args),
         rerun=args.rerun,
-        device_given=args.device is not None,
+        precision_given=args.precision not in (None, "auto"),
         force=args.force,
     )
 

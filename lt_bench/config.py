@@ -14,6 +14,7 @@ from typing import Any
 from lt_bench.data.base import DATASETS
 from lt_bench.data.split_lists import files_digest
 from lt_bench.errors import UserError
+from lt_bench.precision import PRECISIONS, resolve_precision
 from lt_bench.protocol import PROTOCOLS
 
 SCHEDULES = ("cosine", "multistep")
@@ -58,6 +59,7 @@ class RunConfig:
     lists_digest: str | None = None  # with custom_lists: a digest of the list files, so they name the run
     pretrained: bool = False  # start from timm's published weights of the backbone
     pretrained_digest: str | None = None  # digest of --pretrained-file's weights (the file names the run)
+    precision: str = "fp32"  # the backbone's autocast: fp32, bf16 or fp16 (`auto` resolved before this)
     seed: int = 0
     data_seed: int = 0
     imbalance_ratio: float | None = None
@@ -65,9 +67,9 @@ class RunConfig:
     data_root: str | None = None
     pretrained_file: str | None = None  # a local state dict to start the backbone from
     output: str = "results"
-    device: str = "cpu"
+    device: str = "auto"  # the local (rank's) GPU when one is visible, else the CPU
     download: bool = False
-    num_workers: int = 0
+    num_workers: int | None = None  # None: the CPUs the process may use, counted where it runs
     checkpoint_seconds: float = 120.0  # mid-epoch checkpoint interval (every epoch end checkpoints too)
     channels_last: bool = False  # speed only: the model in channels_last memory format
     compile: bool = False  # speed only: the backbone under torch.compile
@@ -123,6 +125,7 @@ def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **
         )
     values.update(scaled_schedule(recipe, values["epochs"], given))
     values["milestones"] = tuple(values.get("milestones", ()))
+    values["precision"] = resolve_precision(values.get("precision", "auto"), values.get("device", "auto"))
     source = DATASETS.get(dataset)
     if values.get("imbalance_ratio") is None:
         values["imbalance_ratio"] = source.default_imbalance_ratio
@@ -230,6 +233,10 @@ def validate(config: RunConfig) -> None:
             f"--protocol must be one of {', '.join(PROTOCOLS)}, got {config.protocol!r}",
         ),
         (
+            config.precision in PRECISIONS,
+            f"--precision must be auto or one of {', '.join(PRECISIONS)}, got {config.precision!r}",
+        ),
+        (
             _non_negative(config.checkpoint_seconds),
             f"--checkpoint-every must be >= 0 seconds, got {config.checkpoint_seconds}",
         ),
@@ -237,7 +244,10 @@ def validate(config: RunConfig) -> None:
             isinstance(config.output, str) and config.output.strip() != "",
             f"--output must name a results folder, got {config.output!r}",
         ),
-        (config.num_workers >= 0, f"--num-workers must be >= 0, got {config.num_workers}"),
+        (
+            config.num_workers is None or config.num_workers >= 0,
+            f"--num-workers must be >= 0, got {config.num_workers}",
+        ),
         (
             config.threads is None or config.threads >= 1,
             f"--threads must be at least 1, got {config.threads}",

@@ -19,15 +19,17 @@ from lt_bench.backbones import LongTailClassifier, accelerate, check_backbone_na
 from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
-from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
+from lt_bench.data.base import DATASETS, DataOptions, LongTailedData, Split
+from lt_bench.data.files import default_num_workers
+from lt_bench.devices import describe_device, resolve_device
 from lt_bench.errors import UnreadableImage, UserError
 from lt_bench.evaluation import classification_metrics
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.method_code import method_code, recorded_digest
+from lt_bench.precision import check_precision
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
 from lt_bench.schedule import learning_rate
 from lt_bench.training import (
-    PRECISION,
     StagePlan,
     TrainingFailed,
     default_threads,
@@ -104,7 +106,8 @@ def run(config: RunConfig) -> dict[str, Any]:
     torch.set_num_threads(config.threads)
     code = method_code(config.method)
     data = load_data(config)
-    device = distributed.start_from_environment(_device(config.device))
+    device = distributed.start_from_environment(resolve_device(config.device))
+    check_precision(config.precision, device)
     paths = RunPaths.of(config)
     seed_global_rng(derived_seed(config.seed, FIRST_STAGE))
     backbone = create_backbone(
@@ -139,7 +142,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         first_stage, kept_epoch = source.record.get("first_stage"), source.record.get("kept_epoch")
     else:
         _claim_folder(paths, config, code)  # after every check of the input: bad input leaves no folder
-    accelerate(model, channels_last=config.channels_last, compile=config.compile)
+    accelerate(model, channels_last=config.channels_last, compile=config.compile, device=device)
     best_epoch = None
     if source is None:
         if config.select == "best-val":
@@ -159,7 +162,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             )
         except TrainingFailed as error:
             kept = f"the last good checkpoint is kept in {paths.folder}" if paths.checkpoint.exists() else ""
-            _fail(config, started, code, str(error), kept, error.fix)
+            _fail(config, started, code, device, str(error), kept, error.fix)
     if not distributed.is_main_process():  # rank 0 alone evaluates (every image once) and writes
         return distributed.from_main_process(None)
     if source is None:
@@ -172,18 +175,19 @@ def run(config: RunConfig) -> dict[str, Any]:
     try:
         evaluation = evaluate(model, method, data, config, device)
     except UnreadableImage as error:
-        _fail(config, started, code, f"evaluating: {error}", kept)
+        _fail(config, started, code, device, f"evaluating: {error}", kept)
     except NonFiniteOutputs as error:
-        _fail(config, started, code, str(error), kept, "lower --lr or pass other --knob values")
+        _fail(config, started, code, device, str(error), kept, "lower --lr or pass other --knob values")
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
             raise
-        _fail(config, started, code, f"out of memory on {device} while evaluating", kept,
+        _fail(config, started, code, device, f"out of memory on {device} while evaluating", kept,
               "pass a smaller --backbone")  # fmt: skip
     record = _record(
         config,
         started,
         code,
+        device,
         status="finished",
         class_counts=data.class_counts,
         first_stage=first_stage,
@@ -200,8 +204,10 @@ def run(config: RunConfig) -> dict[str, Any]:
 
 
 def on_this_machine(config: RunConfig) -> RunConfig:
-    """`config` with what is resolved where it runs (on a SLURM node, not at submission): the threads."""
-    return config.replace(threads=config.threads or default_threads())
+    """`config` with what is resolved where it runs (on a SLURM node, not at submission): the threads
+    and the loader workers."""
+    workers = default_num_workers() if config.num_workers is None else config.num_workers
+    return config.replace(threads=config.threads or default_threads(), num_workers=workers)
 
 
 def load_data(config: RunConfig) -> LongTailedData:
@@ -231,8 +237,8 @@ def evaluate(
     model: LongTailClassifier, method: Method, data: LongTailedData, config: RunConfig, device: torch.device
 ) -> dict[str, Any]:
     """Pick the test-time knobs on the validation split, then measure the test split with them."""
-    val_features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
-    test_features = extract_features(model.backbone, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
+    val_features = _features(model, data.val, config, device)
+    test_features = _features(model, data.test, config, device)
     candidates = knob_candidates(method, config)
     best, searched = search_knobs(model, method, val_features, data, candidates)
     with torch.no_grad():
@@ -304,10 +310,19 @@ def _best_epoch(
     candidates = knob_candidates(method, config)
 
     def score() -> float:
-        features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
+        features = _features(model, data.val, config, device)
         return search_knobs(model, method, features, data, candidates)[0]["balanced_accuracy"]
 
     return BestEpoch(paths.best, model, method, score)
+
+
+def _features(
+    model: LongTailClassifier, split: Split, config: RunConfig, device: torch.device
+) -> torch.Tensor:
+    """Eval-mode features of `split`, the backbone under the run's autocast."""
+    return extract_features(
+        model, split, batch_size=EVAL_BATCH_SIZE, device=device, precision=config.precision
+    )
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -367,6 +382,7 @@ def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int, sta
         seed=config.seed,
         nesterov=config.nesterov,
         stage=stage,
+        precision=config.precision,
     )
 
 
@@ -458,17 +474,6 @@ def load_final_state(
     method.load_state_dict(state["method"])
 
 
-def _device(name: str) -> torch.device:
-    """`--device` as a torch device this machine has."""
-    try:
-        device = torch.device(name)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"--device {name!r} is not usable here ({first_line}); pass --device cpu") from error
-    return device
-
-
 def _check_output(output: str) -> None:
     """The results tree's folders are folders (or can be made), checked before anything trains."""
     for folder in (Path(output), Path(output) / "runs", records_dir(output)):
@@ -558,10 +563,12 @@ def _check_backbone_takes_images(
             ) from error
 
 
-def _fail(config: RunConfig, started: float, code: dict[str, Any], reason: str, *notes: str) -> NoReturn:
+def _fail(
+    config: RunConfig, started: float, code: dict[str, Any], device: torch.device, reason: str, *notes: str
+) -> NoReturn:
     """Record the run as failed (rank 0) and stop with one line: the reason, what is kept, the fix."""
     if distributed.is_main_process():
-        record = _record(config, started, code, status="failed", error=reason, metrics={})
+        record = _record(config, started, code, device, status="failed", error=reason, metrics={})
         try:
             write_record(config.output, record)
         except OSError as error:
@@ -569,8 +576,11 @@ def _fail(config: RunConfig, started: float, code: dict[str, Any], reason: str, 
     raise UserError("; ".join(filter(None, [reason, *notes])))
 
 
-def _record(config: RunConfig, started: float, code: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """A record of `config`: identity, resolved config, method code and environment, then `fields`."""
+def _record(
+    config: RunConfig, started: float, code: dict[str, Any], device: torch.device, **fields: Any
+) -> dict[str, Any]:
+    """A record of `config`: identity, resolved config, method code, environment and the device it
+    trained on, then `fields`."""
     return {
         "schema": SCHEMA,
         "run_id": config.run_id,
@@ -582,7 +592,8 @@ def _record(config: RunConfig, started: float, code: dict[str, Any], **fields: A
         "config": config.to_json(),
         "method_code": code,
         **fields,
-        **environment(PRECISION),
+        **environment(config.precision),
+        "device": describe_device(device, distributed.world_size()),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "finished_at": now(),
     }

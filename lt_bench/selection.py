@@ -41,8 +41,8 @@ def configuration(record: Record) -> dict[str, Any]:
         **record["config"],
         **{name: record[name] for name in ("method", "dataset", "backbone")},  # checked by read_record
     }
-    for name in (*PLACEMENT_FIELDS, "seed"):
-        values.pop(name, None)
+    for name in (*PLACEMENT_FIELDS, "seed", *RECORD_DEFAULTS):  # precision is a config field too:
+        values.pop(name, None)  # it comes once, from the record, after the world size
     values.update({name: record.get(name, default) for name, default in RECORD_DEFAULTS.items()})
     method_code = record.get("method_code")
     values["method_code"] = method_code.get("digest") if isinstance(method_code, dict) else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import sys
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from lt_bench import distributed
 from lt_bench.atomic import write_atomically
+from lt_bench.backbones import LongTailClassifier
 from lt_bench.checkpoint import (
     Progress,
     load_checkpoint,
@@ -32,8 +32,9 @@ from lt_bench.checkpoint import (
 from lt_bench.data.base import Split
 from lt_bench.errors import UnreadableImage
 from lt_bench.method import Method
+from lt_bench.precision import autocast, grad_scaler
 
-PRECISION = "fp32"  # the loop computes in float32 throughout
+CHECK_EVERY_STEPS = 50  # the device-side record of a non-finite loss is read at least this often
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class StagePlan:
     seed: int
     nesterov: bool = False
     stage: int = 0  # 0: a run's own (first) stage, 1: the second stage on a finished first-stage run
+    precision: str = "fp32"  # autocast of the backbone: fp32, bf16 or fp16 (see lt_bench.precision)
 
 
 class TrainingFailed(RuntimeError):
@@ -68,6 +70,36 @@ class TrainingDiverged(TrainingFailed):
     def __init__(self, epoch: int, step: int, loss: float) -> None:
         super().__init__(f"loss became {loss}", epoch, step)
         self.loss = loss
+
+
+class DeviceTotals:
+    """The epoch's loss sum and correct predictions, and the first step whose loss was not finite,
+    kept on the training device so that no step waits for it; `settle` reads them (one sync)."""
+
+    def __init__(self, progress: Progress, device: torch.device) -> None:
+        self.loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
+        self.correct = torch.tensor(progress.correct, dtype=torch.int64, device=device)
+        self.bad_step = torch.tensor(-1, dtype=torch.int64, device=device)  # -1: every loss finite
+        self.bad_loss = torch.tensor(0.0, dtype=torch.float64, device=device)
+
+    def add(self, step: int, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        loss = loss.detach().double()
+        first_bad = torch.isfinite(loss).logical_not() & (self.bad_step < 0)
+        self.bad_step = torch.where(first_bad, step, self.bad_step)
+        self.bad_loss = torch.where(first_bad, loss, self.bad_loss)
+        self.loss_sum += loss * len(targets)
+        self.correct += (logits.argmax(1) == targets).sum()
+
+    def settle(self, progress: Progress, epoch: int) -> None:
+        """Raise TrainingDiverged naming the first non-finite step, else copy the totals to `progress`.
+
+        Steps after a non-finite loss may have spoiled the weights: call this before every checkpoint.
+        """
+        values = torch.stack([self.bad_step.double(), self.bad_loss, self.loss_sum, self.correct.double()])
+        bad_step, bad_loss, loss_sum, correct = values.tolist()
+        if bad_step >= 0:
+            raise TrainingDiverged(epoch, int(bad_step), bad_loss)
+        progress.loss_sum, progress.correct = loss_sum, int(correct)
 
 
 class TrainingOutOfMemory(TrainingFailed):
@@ -150,16 +182,17 @@ def train(
     `on_epoch_end(epoch)` runs in the main process after each epoch's training, before its checkpoint
     (so a run killed in between repeats the epoch and the call)."""
     optimizer = make_optimizer(model, plan)
+    scaler = grad_scaler(plan.precision, device)
     state = load_checkpoint(checkpoint_path, device)
     if state is None:  # a fresh start draws from the run's seed and stage, never from process history
         seed_global_rng(derived_seed(plan.seed, plan.stage))
         progress = Progress()
     else:
-        progress = restore_training(state, model, optimizer, method)
+        progress = restore_training(state, model, optimizer, method, scaler)
     steps = len(split) // plan.batch_size
 
     def checkpoint() -> None:
-        payload = training_payload(model, optimizer, method, progress)
+        payload = training_payload(model, optimizer, method, progress, scaler)
         try:
             save_checkpoint(checkpoint_path, {**extra_checkpoint, **payload})
         except OSError as error:
@@ -176,6 +209,12 @@ def train(
     labels = split.labels
     network = _parallel(model, device)
     display = ProgressDisplay(plan, steps, progress)
+
+    def settle(totals: DeviceTotals, epoch: int) -> None:
+        """Read the totals from the device (stopping at a non-finite loss); show the mean loss so far."""
+        totals.settle(progress, epoch)
+        display.loss(progress.loss_sum / max(progress.seen, 1))
+
     next_checkpoint = time.monotonic() + checkpoint_seconds
     try:
         for epoch in range(progress.epoch, plan.epochs):
@@ -194,25 +233,29 @@ def train(
                 for step in range(progress.step, steps)
             ]
             model.train()
+            totals = DeviceTotals(progress, device)
             stream = split.batches(batches, train=True, device=device)
             for step, (images, targets) in enumerate(stream, start=progress.step):
-                features, logits = network(images)
+                with autocast(plan.precision, device):  # the backbone only: see LongTailClassifier
+                    features, logits = network(images)
                 method.on_train_features(features.detach())
                 loss = method.loss(logits, targets)
-                loss_value = loss.item()  # one device sync a step, for the check and the totals
-                if not math.isfinite(loss_value):
-                    raise TrainingDiverged(epoch, step, loss_value)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                correct = int((logits.argmax(1) == targets).sum())
-                progress.add_step(loss_value, correct, len(targets))
-                display.step(epoch, loss_value, progress.seen, time.perf_counter() - started)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                totals.add(step, loss, logits, targets)  # no host sync: read below, every so often
+                progress.add_step(len(targets))
+                display.step(epoch, progress.seen, time.perf_counter() - started)
                 due = time.monotonic() >= next_checkpoint and step + 1 < steps
                 if due and distributed.is_main_process():
+                    settle(totals, epoch)  # a checkpoint only of weights every loss left finite
                     progress.seconds = time.perf_counter() - started
                     checkpoint()
                     next_checkpoint = time.monotonic() + checkpoint_seconds
+                elif (step + 1) % CHECK_EVERY_STEPS == 0:
+                    settle(totals, epoch)
+            settle(totals, epoch)
             progress.loss_sum, progress.correct, progress.seen = distributed.global_sum(
                 torch.tensor(
                     [progress.loss_sum, progress.correct, progress.seen], dtype=torch.float64, device=device
@@ -250,13 +293,15 @@ def _last_step(progress: Progress, steps: int) -> tuple[int, int]:
 
 
 class ProgressDisplay:
-    """What training shows (rank 0 only): on a terminal a step-level bar with the loss and images/s;
-    elsewhere (pipes, nohup, SLURM logs) one plain line per epoch on stderr."""
+    """What training shows (rank 0 only): on a terminal a step-level bar with images/s and the epoch's
+    mean loss as last read from the device (every 50 steps at least); elsewhere (pipes, nohup, SLURM
+    logs) one plain line per epoch on stderr."""
 
     def __init__(self, plan: StagePlan, steps: int, progress: Progress) -> None:
         self.epochs = plan.epochs
         self.shown = distributed.is_main_process()
         self.bar = None
+        self.mean_loss = "…"
         if self.shown and sys.stderr.isatty():
             self.bar = tqdm(
                 total=plan.epochs * steps,
@@ -267,14 +312,18 @@ class ProgressDisplay:
                 dynamic_ncols=True,
             )
 
-    def step(self, epoch: int, loss: float, seen: int, seconds: float) -> None:
+    def step(self, epoch: int, seen: int, seconds: float) -> None:
         """After each step: `seen` images of this process in the epoch so far, in `seconds`."""
         if self.bar is None:
             return
         rate = seen * distributed.world_size() / max(seconds, 1e-9)
         self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}", refresh=False)
-        self.bar.set_postfix_str(f"loss {loss:.3f}  {rate:.0f} img/s", refresh=False)
+        self.bar.set_postfix_str(f"loss {self.mean_loss}  {rate:.0f} img/s", refresh=False)
         self.bar.update()
+
+    def loss(self, mean: float) -> None:
+        """The epoch's mean training loss so far, each time the loop reads it from the device."""
+        self.mean_loss = f"{mean:.3f}"
 
     def epoch(self, entry: dict[str, Any], images: int, log: list[dict[str, Any]]) -> None:
         """After each epoch, given its log entry, the images it trained on and the log so far."""
@@ -328,10 +377,13 @@ def _shard_seed(seed: int, epoch: int, step: int) -> int:
 
 @torch.no_grad()
 def extract_features(
-    backbone: nn.Module, split: Split, *, batch_size: int, device: torch.device
+    model: LongTailClassifier, split: Split, *, batch_size: int, device: torch.device, precision: str
 ) -> torch.Tensor:
-    """Eval-mode backbone features of every image of `split`, in split order."""
-    backbone.eval()
+    """Eval-mode fp32 backbone features of every image of `split`, in split order, the backbone under
+    the autocast of `precision` as in training."""
+    model.backbone.eval()
     indices = torch.arange(len(split))
     batches = [(0, indices[start : start + batch_size]) for start in range(0, len(split), batch_size)]
-    return torch.cat([backbone(images) for images, _ in split.batches(batches, train=False, device=device)])
+    with autocast(precision, device):
+        stream = split.batches(batches, train=False, device=device)
+        return torch.cat([model.features(images) for images, _ in stream])

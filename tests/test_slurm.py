@@ -119,7 +119,7 @@ def test_a_requeued_and_a_preempted_job_resume_and_match_an_uninterrupted_run(sl
     )
     reference = interrupted.replace(output=str(tmp_path / "uninterrupted"))
     jobs = [
-        launch([c], cluster="local", overrides={}, rerun=False, device_given=False)[0]
+        launch([c], cluster="local", overrides={}, rerun=False, precision_given=False)[0]
         for c in (interrupted, reference)
     ]
     job_id = jobs[0].job_id
@@ -159,7 +159,7 @@ def test_a_two_task_job_trains_with_ddp_like_torchrun(slurm, tmp_path, torchrun)
     on_slurm = resolve_config("ce", "digits_lt", epochs=2, output=str(tmp_path / "slurm"))
     with_torchrun = on_slurm.replace(output=str(tmp_path / "torchrun"))
     overrides = {"processes_per_node": 2}
-    job = launch([on_slurm], cluster="local", overrides=overrides, rerun=False, device_given=False)[0]
+    job = launch([on_slurm], cluster="local", overrides=overrides, rerun=False, precision_given=False)[0]
     finished = torchrun(2, *"run --method ce --dataset digits_lt --epochs 2 --output".split(),
                         with_torchrun.output, timeout=WAIT_SECONDS)  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-3000:]

@@ -98,7 +98,7 @@ class TensorSplit:
         if len(self.images) != len(self.labels):
             raise ValueError("TensorSplit needs one label per image")
         self.labels = self.labels.long()
-        self._device_cache: dict[torch.device, torch.Tensor] = {}
+        self._device_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -106,34 +106,44 @@ class TensorSplit:
     def batches(
         self, index_batches: Sequence[tuple[int, torch.Tensor]], *, train: bool, device: torch.device
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        images = self._on(device)
-        labels = self.labels.to(device)
+        """Nothing crosses from the device to the host: each batch copies only its indices and its
+        augmentation draws to the device, without waiting for it."""
+        images, labels = self._on(device)
         mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
         for batch_seed, indices in index_batches:
-            indices = indices.to(device)
+            indices = indices.to(device, non_blocking=True)
             batch = images[indices].float().div_(255.0)
             if train:
                 generator = torch.Generator().manual_seed(batch_seed)
                 batch = augment(batch, self.augmentation, generator)
             yield (batch - mean) / std, labels[indices]
 
-    def _on(self, device: torch.device) -> torch.Tensor:
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels on `device`, copied there once."""
         if device not in self._device_cache:
-            self._device_cache[device] = self.images.to(device)
+            self._device_cache[device] = (self.images.to(device), self.labels.to(device))
         return self._device_cache[device]
 
 
 def augment(
     batch: torch.Tensor, augmentation: TensorAugmentation, generator: torch.Generator
 ) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip, drawn from `generator` (on CPU)."""
+    """Random crop with zero padding and random horizontal flip, drawn from `generator` (on CPU) and
+    copied to the batch's device in one copy that does not wait for the device."""
     size, _, height, width = batch.shape
     padding = augmentation.crop_padding
+    draws = []  # the crop offsets (rows, columns), then the flips, drawn in this order
     if padding:
+        draws += [torch.randint(0, 2 * padding + 1, (size,), generator=generator) for _ in range(2)]
+    if augmentation.horizontal_flip:
+        draws.append((torch.rand(size, generator=generator) < 0.5).long())
+    if not draws:
+        return batch
+    on_device = iter(torch.stack(draws).to(batch.device, non_blocking=True))
+    if padding:
+        offsets_y, offsets_x = next(on_device), next(on_device)
         padded = torch.nn.functional.pad(batch, (padding, padding, padding, padding))
-        offsets_y = torch.randint(0, 2 * padding + 1, (size,), generator=generator).to(batch.device)
-        offsets_x = torch.randint(0, 2 * padding + 1, (size,), generator=generator).to(batch.device)
         rows = offsets_y[:, None] + torch.arange(height, device=batch.device)[None, :]
         cols = offsets_x[:, None] + torch.arange(width, device=batch.device)[None, :]
         batch = padded[
@@ -143,7 +153,7 @@ def augment(
             cols[:, None, None, :],
         ]
     if augmentation.horizontal_flip:
-        flip = (torch.rand(size, generator=generator) < 0.5).to(batch.device)
+        flip = next(on_device).bool()
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
     return batch
 

@@ -1,4 +1,4 @@
-"""Image files on disk as a Split: DataLoader workers, pinned memory, persistent workers.
+"""Image files on disk as a Split: DataLoader workers, pinned memory, persistent workers, prefetching.
 
 Each split keeps one DataLoader per mode (train / eval) for the whole run, so persistent workers
 survive from epoch to epoch; every epoch only swaps the index batches its batch sampler yields.
@@ -24,6 +24,7 @@ from lt_bench.errors import UnreadableImage, UserError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Transform = Callable[[Image.Image], torch.Tensor]
+PREFETCH_BATCHES = 4  # batches each worker loads ahead (DataLoader's prefetch_factor; its default is 2)
 
 
 def imagenet_transforms(
@@ -50,8 +51,13 @@ def required_root(options: DataOptions, where: str) -> Path:
 
 
 def default_num_workers() -> int:
-    """Loader workers when the user does not say: the CPU cores this process may use, at most 8."""
-    return min(8, len(os.sched_getaffinity(0)))
+    """Loader workers when the user does not say: the CPUs this process may use. Those are its
+    affinity, at most SLURM's CPUs per task, or shared with the other processes on the node under
+    torchrun."""
+    usable = len(os.sched_getaffinity(0))
+    if "SLURM_CPUS_PER_TASK" in os.environ:
+        return max(1, min(usable, int(os.environ["SLURM_CPUS_PER_TASK"])))
+    return max(1, usable // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def decode_rgb(path: str, origin: str) -> Image.Image:
@@ -187,6 +193,7 @@ class FileSplit:
                 collate_fn=_collate,
                 pin_memory=device.type == "cuda",
                 persistent_workers=self.num_workers > 0,
+                prefetch_factor=PREFETCH_BATCHES if self.num_workers > 0 else None,
             )
             self._loaders[key] = (loader, sampler)
         return self._loaders[key]

@@ -36,10 +36,6 @@ class Resources:
     def tasks_per_node(self) -> int:
         return self.processes_per_node or max(self.gpus_per_node, 1)
 
-    @property
-    def device(self) -> str:
-        return "cuda" if self.gpus_per_node else "cpu"
-
     def submitit_parameters(self) -> dict[str, Any]:
         """The parameters of submitit's AutoExecutor.update_parameters."""
         parameters: dict[str, Any] = {

@@ -24,6 +24,7 @@ import submitit
 from lt_bench.config import RunConfig
 from lt_bench.errors import UserError
 from lt_bench.launch.profiles import Resources, load_profile
+from lt_bench.precision import auto_precision
 from lt_bench.records import now
 
 
@@ -73,7 +74,7 @@ def launch(
     cluster: str | None,
     overrides: dict[str, Any],
     rerun: bool,
-    device_given: bool,
+    precision_given: bool,
     force: bool = False,
 ) -> list[Submitted]:
     """Submit the runs (of one results tree) neither finished nor already in the queue (`force`: those
@@ -89,10 +90,7 @@ def launch(
     pending = []
     for config in configs:
         resources = profile.resources(config.dataset, overrides)
-        config = config.replace(
-            output=str(Path(config.output).resolve()),
-            device=config.device if device_given else resources.device,
-        )
+        config = job_config(config, resources, precision_given)
         if finished_record(config) is not None and not rerun:
             record = RunPaths.of(config).record
             print(f"{config.run_id}: already finished, record {record} (--rerun trains again)")
@@ -119,6 +117,19 @@ def launch(
         f"follow them with: lt-bench status --output {output}"
     )
     return submitted
+
+
+def job_config(config: RunConfig, resources: Resources, precision_given: bool) -> RunConfig:
+    """The config a job runs: absolute output, and `--precision auto` resolved for the job's node.
+
+    Each job trains on its `--device` (by default `auto`: its GPUs when it has some). The nodes' GPUs
+    are not visible from here, so `auto` takes them to be Ampere or newer: bf16 when the job has GPUs
+    (a job on an older GPU stops with an error naming --precision fp16 or fp32), else fp32."""
+    config = config.replace(output=str(Path(config.output).resolve()))
+    if precision_given:
+        return config
+    on_gpu = resources.gpus_per_node > 0 and config.device.split(":")[0] in ("auto", "cuda")
+    return config.replace(precision=auto_precision("cuda" if on_gpu else "cpu", native_bf16=True))
 
 
 @dataclass(frozen=True)
