@@ -89,6 +89,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="also checkpoint mid-epoch this often (default 120; every epoch end checkpoints)",
     )
+    place.add_argument(
+        "--val-every",
+        type=int,
+        metavar="N",
+        help="validation accuracy in the training curve every N epochs (default: about 10 points; 0: none)",
+    )
+    place.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard event files to the run folder"
+    )
     speed = parser.add_argument_group("speed (same parameters, kernels may round differently)")
     speed.add_argument("--channels-last", action="store_true", help="the model in channels_last format")
     speed.add_argument("--compile", action="store_true", help="the backbone under torch.compile")
@@ -132,6 +141,8 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         checkpoint_seconds=args.checkpoint_every,
         channels_last=args.channels_last or None,
         compile=args.compile or None,
+        val_every=args.val_every,
+        tensorboard=args.tensorboard or None,
     )
 
 

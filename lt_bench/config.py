@@ -29,6 +29,8 @@ PLACEMENT_FIELDS = (
     "checkpoint_seconds",
     "channels_last",
     "compile",
+    "val_every",  # validation passes for the training curve: they change no weight or random state
+    "tensorboard",
 )
 
 
@@ -70,6 +72,8 @@ class RunConfig:
     checkpoint_seconds: float = 120.0  # mid-epoch checkpoint interval (every epoch end checkpoints too)
     channels_last: bool = False  # speed only: the model in channels_last memory format
     compile: bool = False  # speed only: the backbone under torch.compile
+    val_every: int | None = None  # epochs between validation passes of the curve (None: ~10 points; 0: none)
+    tensorboard: bool = False  # also write TensorBoard event files to the run folder
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the result (placement fields left out)."""
@@ -226,6 +230,10 @@ def validate(config: RunConfig) -> None:
         (
             config.protocol in PROTOCOLS,
             f"--protocol must be one of {', '.join(PROTOCOLS)}, got {config.protocol!r}",
+        ),
+        (
+            config.val_every is None or (isinstance(config.val_every, int) and config.val_every >= 0),
+            f"--val-every must be a whole number of epochs >= 0, got {config.val_every}",
         ),
         (
             _non_negative(config.checkpoint_seconds),

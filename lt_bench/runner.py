@@ -18,6 +18,8 @@ from lt_bench.backbones import LongTailClassifier, accelerate, create_backbone
 from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
+from lt_bench.cost import model_footprint, run_cost
+from lt_bench.curves import EpochValidation, training_curve, validation_interval
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
 from lt_bench.errors import UserError
 from lt_bench.evaluation import classification_metrics
@@ -109,11 +111,11 @@ def run(config: RunConfig) -> dict[str, Any]:
         model.to(device)
         # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
         plan = _plan(config, method.second_stage_epochs(), "cosine", 0)
+    epoch_validation = _epoch_validation(paths, model, method, data, config, device, plan.epochs)
     _claim_folder(paths, config)  # after every check of the input, so bad input leaves no folder
+    footprint = model_footprint(model, data.val, device)  # before torch.compile, which hides the ops
     accelerate(model, channels_last=config.channels_last, compile=config.compile)
-    best_epoch = (
-        _best_epoch(paths, model, method, data, config, device) if config.select == "best-val" else None
-    )
+    best_epoch = epoch_validation.best_epoch
     try:
         train(
             model,
@@ -125,7 +127,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             log_path=paths.log,
             extra_checkpoint={"config": config.identity()},
             checkpoint_seconds=config.checkpoint_seconds,
-            on_epoch_end=best_epoch,
+            on_epoch_end=epoch_validation,
         )
     except TrainingFailed as error:
         _write_failed(config, str(error), started)
@@ -153,7 +155,18 @@ def run(config: RunConfig) -> dict[str, Any]:
         class_counts=data.class_counts,
         first_stage=first_stage and {"run_id": first_stage["run_id"], "reused": first_stage["reused"]},
         kept_epoch=kept_epoch,
+        curve=training_curve(paths.log),
         **evaluation,
+    )
+    record["cost"] = run_cost(
+        footprint,
+        images_seen=steps_per_epoch
+        * config.batch_size
+        * (plan.epochs + (config.epochs if first_stage else 0)),
+        wall_time_s=record["wall_time_s"],
+        device=device,
+        first_stage=first_stage and finished_record(first_stage["config"]),
+        first_stage_reused=bool(first_stage and first_stage["reused"]),
     )
     write_record(config.output, record)
     return distributed.from_main_process(record)
@@ -235,22 +248,32 @@ def search_knobs(
     return max(searched, key=lambda entry: entry["balanced_accuracy"]), searched
 
 
-def _best_epoch(
+def _epoch_validation(
     paths: RunPaths,
     model: LongTailClassifier,
     method: Method,
     data: LongTailedData,
     config: RunConfig,
     device: torch.device,
-) -> BestEpoch:
-    """The `--select best-val` hook: validation balanced accuracy after each epoch, best kept."""
+    epochs: int,
+) -> EpochValidation:
+    """The epoch-end hook: validation balanced accuracy (knobs searched as for the final test) for
+    the training curve, and under `--select best-val` after each epoch, the best epoch kept."""
     candidates = _knob_candidates(method, config)
 
     def score() -> float:
-        features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
-        return search_knobs(model, method, features, data, candidates)[0]["balanced_accuracy"]
+        with torch.random.fork_rng(devices=[]):  # a data loader may draw its seed from the global RNG
+            features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
+            return search_knobs(model, method, features, data, candidates)[0]["balanced_accuracy"]
 
-    return BestEpoch(paths.folder / "best.pt", model, method, score)
+    best_epoch = BestEpoch(paths.folder / "best.pt", model, method) if config.select == "best-val" else None
+    return EpochValidation(
+        score,
+        every=validation_interval(epochs, config.val_every),
+        epochs=epochs,
+        best_epoch=best_epoch,
+        tensorboard=paths.folder / "tensorboard" if config.tensorboard else None,
+    )
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
