@@ -274,7 +274,22 @@ def command_sweep(args: argparse.Namespace) -> None:
 
 
 def command_leaderboard(args: argparse.Namespace) -> None:
-    _write_leaderboard(args.output, args.write)
+    _write_leaderboard(args.output, args.write, test_shift=args.test_shift, costs=_cost_columns(args.columns))
+
+
+def _cost_columns(text: str | None) -> tuple[str, ...]:
+    """`--columns params,flops` as names of leaderboard.COST_COLUMNS; a one-line error otherwise."""
+    from lt_bench.leaderboard import COST_COLUMNS
+    from lt_bench.registry import did_you_mean
+
+    names = tuple(name.strip() for name in (text or "").split(",") if name.strip())
+    for name in names:
+        if name not in COST_COLUMNS:
+            raise UserError(
+                f"--columns has no column {name!r}.{did_you_mean(name, COST_COLUMNS)} "
+                f"Choose from: {','.join(COST_COLUMNS)}"
+            )
+    return names
 
 
 def _read_records(output: str) -> list[dict[str, Any]]:
@@ -289,7 +304,9 @@ def _read_records(output: str) -> list[dict[str, Any]]:
     return records
 
 
-def _write_leaderboard(output: str, destination: str | None) -> None:
+def _write_leaderboard(
+    output: str, destination: str | None, *, test_shift: bool = False, costs: Sequence[str] = ()
+) -> None:
     from lt_bench.atomic import write_atomically
     from lt_bench.leaderboard import leaderboard_markdown
     from lt_bench.records import records_dir
@@ -299,8 +316,9 @@ def _write_leaderboard(output: str, destination: str | None) -> None:
             f"no run records under {output}; pass as --output the results tree whose records/ "
             "folder holds them, or run `lt-bench sweep` into it first"
         )
-    markdown = leaderboard_markdown(_read_records(output))
-    path = Path(destination) if destination else Path(output) / "leaderboard.md"
+    markdown = leaderboard_markdown(_read_records(output), test_shift=test_shift, costs=costs)
+    default = "leaderboard-test-shift.md" if test_shift else "leaderboard.md"
+    path = Path(destination) if destination else Path(output) / default
     try:
         write_atomically(path, lambda handle: handle.write(markdown.encode()))
     except OSError as error:
@@ -406,7 +424,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("leaderboard", help="regenerate the markdown leaderboard from the records")
     board.add_argument("--output", default="results", help="results tree (default: results)")
-    board.add_argument("--write", help="markdown file to write (default: <output>/leaderboard.md)")
+    board.add_argument(
+        "--write",
+        help="markdown file to write (default: <output>/leaderboard.md, with --test-shift "
+        "<output>/leaderboard-test-shift.md)",
+    )
+    board.add_argument(
+        "--test-shift",
+        action="store_true",
+        help="top-1 on long-tailed, uniform and inversely long-tailed test subsamples (LADE / SADE)",
+    )
+    board.add_argument(
+        "--columns", metavar="NAMES", help="add cost columns, comma-separated: params,flops,images,hours"
+    )
     board.set_defaults(handler=command_leaderboard)
 
     report = commands.add_parser(
