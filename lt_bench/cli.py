@@ -330,6 +330,24 @@ def _write_leaderboard(
     print(f"(written to {path})")
 
 
+def command_export(args: argparse.Namespace) -> None:
+    from lt_bench.export import export
+    from lt_bench.records import records_dir
+
+    if not records_dir(args.output).is_dir():
+        raise UserError(
+            f"no run records under {args.output}; pass as --output the results tree that holds them"
+        )
+    path = Path(args.to) if args.to else Path(args.output) / f"runs.{args.format}"
+    try:
+        runs, per_class = export(_read_records(args.output), path, args.format)
+    except OSError as error:
+        raise UserError(
+            f"cannot write {path} ({error.strerror or error}); pass --to FILE in a folder you can write to"
+        ) from error
+    print(f"runs written to {runs}, per-class accuracy to {per_class}")
+
+
 def command_report(args: argparse.Namespace) -> None:
     from lt_bench.report import write_report
 
@@ -458,6 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="results tree (default: results); writes <output>/report/<dataset>.md",
     )
     report.set_defaults(handler=command_report)
+
+    exporting = commands.add_parser(
+        "export", help="the runs as a table (csv, parquet or jsonl) and per-class accuracy as a long table"
+    )
+    exporting.add_argument("--output", default="results", help="results tree (default: results)")
+    exporting.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    exporting.add_argument(
+        "--to",
+        metavar="FILE",
+        help="the runs table (default: <output>/runs.<format>); per-class rows go to FILE-per-class",
+    )
+    exporting.set_defaults(handler=command_export)
 
     data = commands.add_parser("data", help="dataset files on disk").add_subparsers(
         dest="data_command", required=True
