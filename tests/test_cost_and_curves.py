@@ -141,3 +141,10 @@ def test_tensorboard_missing_is_one_line_and_leaves_no_run_folder(tmp_path, caps
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("lt-bench: error: --tensorboard needs the tensorboard package: pip install")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_negative_val_every_is_one_line(tmp_path, capsys):
+    assert main(["run", "--method", "ce", "--dataset", "digits_lt", "--val-every", "-1", "--output",
+                 str(tmp_path)]) == 2  # fmt: skip
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == "lt-bench: error: --val-every must be a whole number of epochs >= 0, got -1"
