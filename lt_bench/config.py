@@ -29,6 +29,7 @@ PLACEMENT_FIELDS = (
     "checkpoint_seconds",
     "channels_last",
     "compile",
+    "threads",
     "val_every",  # validation passes for the training curve: they change no weight or random state
     "tensorboard",
 )
@@ -72,6 +73,7 @@ class RunConfig:
     checkpoint_seconds: float = 120.0  # mid-epoch checkpoint interval (every epoch end checkpoints too)
     channels_last: bool = False  # speed only: the model in channels_last memory format
     compile: bool = False  # speed only: the backbone under torch.compile
+    threads: int | None = None  # CPU threads of torch; None: the cores this process may use (at run start)
     val_every: int | None = None  # epochs between validation passes of the curve (None: ~10 points; 0: none)
     tensorboard: bool = False  # also write TensorBoard event files to the run folder
 
@@ -239,6 +241,21 @@ def validate(config: RunConfig) -> None:
             _non_negative(config.checkpoint_seconds),
             f"--checkpoint-every must be >= 0 seconds, got {config.checkpoint_seconds}",
         ),
+        (
+            isinstance(config.output, str) and config.output.strip() != "",
+            f"--output must name a results folder, got {config.output!r}",
+        ),
+        (config.num_workers >= 0, f"--num-workers must be >= 0, got {config.num_workers}"),
+        (
+            config.threads is None or config.threads >= 1,
+            f"--threads must be at least 1, got {config.threads}",
+        ),
+        (
+            config.schedule != "multistep" or _milestones_fit(config.milestones, config.epochs),
+            f"--milestones must be sorted epochs below --epochs {config.epochs}, got "
+            f"{' '.join(map(str, config.milestones))}; pass --milestones with values below "
+            f"{config.epochs}, or --milestones alone for none",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -246,6 +263,25 @@ def validate(config: RunConfig) -> None:
     for name, value in config.knobs.items():
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             raise UserError(f"--knob {name} must be a finite number, got {value!r}")
+    if config.knobs:
+        _check_knob_ranges(config)
+
+
+def _milestones_fit(milestones: tuple[int, ...], epochs: int) -> bool:
+    """Sorted 0-based epochs of the run (a repeated one decays twice there, as recipes scaled down do)."""
+    return all(0 <= m < epochs for m in milestones) and list(milestones) == sorted(milestones)
+
+
+def _check_knob_ranges(config: RunConfig) -> None:
+    """Fixed knobs within the bounds the method declares (`Method.test_time_knob_ranges`)."""
+    from lt_bench.method import METHODS
+
+    ranges = METHODS.get(config.method).test_time_knob_ranges
+    for name, value in config.knobs.items():
+        low, high = ranges.get(name, (-math.inf, math.inf))
+        if not low <= value <= high:
+            bounds = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+            raise UserError(f"--knob {name} must be {bounds} for method {config.method!r}, got {value:g}")
 
 
 def _positive(value: float) -> bool:

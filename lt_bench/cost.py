@@ -60,23 +60,31 @@ def run_cost(
     images_seen: int,
     wall_time_s: float,
     device: torch.device,
-    first_stage: Record | None = None,
-    first_stage_reused: bool = False,
+    builds_on: Record | None = None,
+    builds_on_timed: bool = False,
 ) -> dict[str, Any]:
-    """The record's `cost` block. Images seen, wall time and device-hours (wall time × processes)
-    sum over the stages: a reused first stage adds its record's; one trained within this run is
-    already in `wall_time_s`."""
+    """The record's `cost` block. `builds_on` is the finished run this one continued from (a first
+    stage, or the knob-free run whose weights it evaluated): its images seen, wall time and
+    device-hours are added, the last two unless it ran within this run (`builds_on_timed`)."""
     devices = distributed.world_size()
-    seconds, hours = wall_time_s, wall_time_s * devices / 3600
-    if first_stage is not None and first_stage_reused:
-        earlier = first_stage.get("cost") or {}
-        seconds += earlier.get("wall_time_s", first_stage["wall_time_s"])
-        hours += earlier.get("device_hours", first_stage["wall_time_s"] / 3600)
+    images, seconds, hours = images_seen, wall_time_s, wall_time_s * devices / 3600
+    if builds_on is not None:
+        earlier = builds_on.get("cost") or {}
+        images += earlier.get("images_seen", _images_seen(builds_on))
+        if not builds_on_timed:
+            seconds += earlier.get("wall_time_s", builds_on["wall_time_s"])
+            hours += earlier.get("device_hours", builds_on["wall_time_s"] / 3600)
     return {
         **footprint,
-        "images_seen": int(images_seen),
+        "images_seen": int(images),
         "device": device_name(device),
         "devices": devices,
         "wall_time_s": round(seconds, 3),
         "device_hours": round(hours, 6),
     }
+
+
+def _images_seen(record: Record) -> int:
+    """Training images of a one-stage record made before cost accounting: epochs × full batches."""
+    batch = record["config"]["batch_size"]
+    return record["config"]["epochs"] * (sum(record["class_counts"]) // batch * batch)

@@ -11,6 +11,9 @@ The core calls these hooks in this order:
                    loss = method.loss(logits, targets)       # (b)
     evaluation:  method.inference_logits(head, features, **knobs)  # (e) knobs picked on val
 
+(e) `test_time_knob_ranges` declares the values each knob may take (inclusive bounds); a `--knob`
+outside them is refused before anything runs. Unlisted knobs are unbounded.
+
 Method state that must survive a restart lives in `state_dict()` / `load_state_dict()`.
 (g) `paper`, `paper_recipes` and `reported` are data: the method's paper, how its official code
 trains it per dataset (used under `--protocol paper`) and the numbers its paper reports.
@@ -58,6 +61,8 @@ class Method:
     paper: ClassVar[Paper | None] = None
     paper_recipes: ClassVar[Mapping[str, PaperRecipe]] = {}
     reported: ClassVar[tuple[Reported, ...]] = ()
+    # (e) each test-time knob's valid values, inclusive: {"alpha": (0.0, math.inf)}; unlisted: unbounded
+    test_time_knob_ranges: ClassVar[Mapping[str, tuple[float, float]]] = {}
 
     def __init__(self, context: MethodContext) -> None:
         self.context = context
@@ -108,6 +113,7 @@ class Method:
         """Adjust the first stage's model (re-initialise, freeze) before the second stage trains."""
 
 
+METHOD_ENTRY_POINTS = "lt_bench.methods"  # the entry-point group of installed method plugins
 METHODS: Registry[type[Method]] = Registry(
-    "method", builtin_package="lt_bench.methods", entry_point_group="lt_bench.methods"
+    "method", builtin_package="lt_bench.methods", entry_point_group=METHOD_ENTRY_POINTS, base=Method
 )

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from lt_bench import distributed
 from lt_bench.atomic import write_json
 
 SCHEMA = "lt-bench/record/1"
@@ -36,16 +37,23 @@ def write_record(output: str | Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def environment() -> dict[str, Any]:
-    """Git commit, package versions and CPU thread count: what decides a run's numbers bit for bit
-    (float sums are ordered differently with another number of threads)."""
+def environment(precision: str) -> dict[str, Any]:
+    """Git commit, package versions, CPU threads, training processes and the float precision: with
+    the configuration and the device, what decides a run's numbers bit for bit (float sums are
+    ordered differently with another number of threads or processes)."""
     versions = {"python": platform.python_version()}
     for package in ("lt-bench", "torch", "torchvision", "timm", "numpy"):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
-    return {"git_commit": git_commit(), "versions": versions, "torch_threads": torch.get_num_threads()}
+    return {
+        "git_commit": git_commit(),
+        "versions": versions,
+        "torch_threads": torch.get_num_threads(),
+        "world_size": distributed.world_size(),
+        "precision": precision,
+    }
 
 
 def git_commit() -> str | None:

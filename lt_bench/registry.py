@@ -5,8 +5,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterable, Iterator
-from importlib.metadata import entry_points
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
 from lt_bench.errors import UserError
@@ -18,16 +20,25 @@ class Registry(Generic[T]):
     """Maps names to objects (method classes, dataset sources, …).
 
     Built-ins are the modules of `builtin_package`, imported on first lookup so the CLI starts
-    fast; third-party objects come from the entry-point group `entry_point_group`.
+    fast; third-party objects come from the entry-point group `entry_point_group` and must be
+    subclasses of `base` when one is given. A plugin that cannot be used is named in a warning and
+    only asking for it by name fails; everything else keeps working.
     """
 
     def __init__(
-        self, kind: str, *, builtin_package: str | None = None, entry_point_group: str | None = None
+        self,
+        kind: str,
+        *,
+        builtin_package: str | None = None,
+        entry_point_group: str | None = None,
+        base: type | None = None,
     ) -> None:
         self.kind = kind
         self._builtin_package = builtin_package
         self._entry_point_group = entry_point_group
+        self._base = base
         self._objects: dict[str, T] = {}
+        self._unusable: dict[str, str] = {}  # plugin name → the one-line reason it cannot be used
         self._loaded = False
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
@@ -50,6 +61,8 @@ class Registry(Generic[T]):
         self._load()
         if name in self._objects:
             return self._objects[name]
+        if name in self._unusable:
+            raise UserError(self._unusable[name])
         choices = sorted(self._objects)
         raise UserError(
             f"unknown {self.kind} {name!r}.{did_you_mean(name, choices)} Choices: {', '.join(choices)}"
@@ -77,17 +90,53 @@ class Registry(Generic[T]):
                 if not module.name.startswith("_"):
                     importlib.import_module(f"{self._builtin_package}.{module.name}")
         if self._entry_point_group:
-            for entry_point in entry_points(group=self._entry_point_group):
-                if entry_point.name in self._objects:
-                    continue
-                try:
-                    loaded = entry_point.load()
-                except Exception as error:  # a broken plugin must not take the harness down
-                    raise UserError(
-                        f"plugin {entry_point.name!r} ({entry_point.value}) failed to import: {error}; "
-                        f"fix or uninstall the package that provides it"
-                    ) from error
-                self.register(entry_point.name, loaded)
+            self._load_plugins(self._entry_point_group)
+
+    def _load_plugins(self, group: str) -> None:
+        """Register the entry points of `group`; an unusable one is warned about and remembered."""
+        candidates: dict[str, list[EntryPoint]] = defaultdict(list)
+        for entry_point in entry_points(group=group):
+            candidates[entry_point.name].append(entry_point)
+        for name, found in candidates.items():
+            try:
+                plugin = self._load_plugin(name, found)
+            except UserError as error:
+                self._unusable[name] = str(error)
+                warnings.warn(f"{error}; the other {self.kind}s work", stacklevel=2)
+                continue
+            existing = self._objects.get(name)
+            if existing is not None and existing is not plugin and not _same_definition(existing, plugin):
+                warnings.warn(
+                    f"{self.kind} plugin {name!r} from {_origin(found[0])} is ignored: {name!r} is a "
+                    f"built-in {self.kind} ({_describe_origin(existing)}); rename the plugin's entry point",
+                    stacklevel=2,
+                )
+                continue
+            self.register(name, plugin)
+
+    def _load_plugin(self, name: str, found: Sequence[EntryPoint]) -> T:
+        """The object of the one entry point named `name`, or a one-line UserError saying what is wrong."""
+        if len({entry_point.value for entry_point in found}) > 1:
+            raise UserError(
+                f"{self.kind} plugin {name!r} is installed twice, "
+                f"by {' and by '.join(sorted(map(_origin, found)))}; uninstall one of those packages"
+            )
+        entry_point = found[0]
+        fix = f"fix or uninstall {_package(entry_point)}"
+        try:
+            plugin = entry_point.load()
+        except Exception as error:  # one broken plugin must not take the others down
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+            raise UserError(
+                f"{self.kind} plugin {name!r} from {_origin(entry_point)} failed to import "
+                f"({type(error).__name__}: {lines[0]}); {fix}"
+            ) from error
+        if self._base is not None and not (isinstance(plugin, type) and issubclass(plugin, self._base)):
+            raise UserError(
+                f"{self.kind} plugin {name!r} from {_origin(entry_point)} is {_describe_origin(plugin)}, "
+                f"not a subclass of {_describe_origin(self._base)}; {fix}"
+            )
+        return plugin
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
@@ -111,3 +160,12 @@ def _same_definition(first: object, second: object) -> bool:
 
 def _describe_origin(obj: object) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _package(entry_point: EntryPoint) -> str:
+    """The installed distribution that declares `entry_point`."""
+    return f"the package {entry_point.dist.name}" if entry_point.dist else "the package that declares it"
+
+
+def _origin(entry_point: EntryPoint) -> str:
+    return f"{_package(entry_point)} ({entry_point.value})"

@@ -5,30 +5,43 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from lt_bench import distributed
 from lt_bench.atomic import write_json
-from lt_bench.backbones import LongTailClassifier, accelerate, create_backbone
+from lt_bench.backbones import LongTailClassifier, accelerate, check_backbone_name, create_backbone
 from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
 from lt_bench.cost import model_footprint, run_cost
 from lt_bench.curves import EpochValidation, training_curve, validation_interval
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData
-from lt_bench.errors import UserError
+from lt_bench.errors import UnreadableImage, UserError
 from lt_bench.evaluation import classification_metrics
 from lt_bench.method import METHODS, Method, MethodContext
-from lt_bench.records import SCHEMA, environment, now, read_record, record_path, write_record
+from lt_bench.method_code import method_code, recorded_digest
+from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
 from lt_bench.schedule import learning_rate
-from lt_bench.training import StagePlan, TrainingFailed, extract_features, is_out_of_memory, train
+from lt_bench.training import (
+    PRECISION,
+    StagePlan,
+    TrainingFailed,
+    default_threads,
+    derived_seed,
+    extract_features,
+    is_out_of_memory,
+    seed_global_rng,
+    train,
+)
 
 EVAL_BATCH_SIZE = 512
+FIRST_STAGE, SECOND_STAGE = 0, 1  # a run's own stage; the stage trained on a finished first-stage run
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,16 @@ class RunPaths:
     def log(self) -> Path:
         return self.folder / "log.jsonl"
 
+    @property
+    def best(self) -> Path:
+        """The best-validation epoch's weights under `--select best-val` (see lt_bench.best_epoch)."""
+        return self.folder / "best.pt"
+
+    @property
+    def code(self) -> Path:
+        """The method code the folder's checkpoints come from (see lt_bench.method_code)."""
+        return self.folder / "method_code.json"
+
     def discard(self) -> None:
         """Delete the run folder and the record, so that the run trains from scratch."""
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -57,7 +80,7 @@ class RunPaths:
 
 
 def finished_record(config: RunConfig) -> dict[str, Any] | None:
-    """The finished record of exactly this configuration, if one exists."""
+    """The finished record of exactly this configuration and the method code in use, if one exists."""
     path = RunPaths.of(config).record
     if not path.exists():
         return None
@@ -65,17 +88,27 @@ def finished_record(config: RunConfig) -> dict[str, Any] | None:
         record = read_record(path)
     except ValueError:
         return None
-    return record if record["status"] == "finished" else None
+    if record["status"] != "finished" or recorded_digest(record) != method_code(config.method)["digest"]:
+        return None
+    return record
 
 
 def run(config: RunConfig) -> dict[str, Any]:
-    """Train and evaluate `config` (resuming from its checkpoint), write and return its record."""
+    """Train and evaluate `config` (resuming from its checkpoint), write and return its record.
+
+    With fixed test-time knobs, a finished knob-free run of the same code is not trained again:
+    its final weights are evaluated with the knobs (training does not depend on them).
+    """
     started = time.perf_counter()
     method_class = METHODS.get(config.method)
+    _check_output(config.output)
+    config = on_this_machine(config)
+    torch.set_num_threads(config.threads)
+    code = method_code(config.method)
     data = load_data(config)
     device = distributed.start_from_environment(_device(config.device))
     paths = RunPaths.of(config)
-    torch.manual_seed(config.seed)
+    seed_global_rng(derived_seed(config.seed, FIRST_STAGE))
     backbone = create_backbone(
         config.backbone,
         data.in_chans,
@@ -84,92 +117,103 @@ def run(config: RunConfig) -> dict[str, Any]:
         pretrained_file=Path(config.pretrained_file) if config.pretrained_file else None,
     ).to(device)
     _check_backbone_takes_images(backbone, data, config.backbone, device)
-    steps_per_epoch = len(data.train) // config.batch_size
     context = MethodContext(
         dataset=config.dataset,
         num_classes=data.num_classes,
         class_counts=tuple(data.class_counts),
         feature_dim=backbone.num_features,
         epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=len(data.train) // config.batch_size,
         base_lr=config.lr,
         lr_milestones=config.milestones,
         protocol=config.protocol,
     )
     method = method_class(context)
-    _knob_candidates(method, config)  # an unknown --knob fails now, not after training
-    first_stage = None
-    if method_class.first_stage is None:
-        model = LongTailClassifier(backbone, method.build_head()).to(device)
-        plan = _plan(config, config.epochs, config.schedule, config.warmup_epochs)
-    else:
-        first_stage = _first_stage(config, method_class.first_stage)
-        first_method = METHODS.get(method_class.first_stage)(context)
-        model = LongTailClassifier(backbone, first_method.build_head()).to(device)
-        model.load_state_dict(_first_stage_checkpoint(first_stage["config"], device)["model"])
-        method.prepare_second_stage(model)
-        model.to(device)
-        # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
-        plan = _plan(config, method.second_stage_epochs(), "cosine", 0)
+    knob_candidates(method, config)  # an unknown --knob fails now, not after training
+    _check_folder_config(paths, config)
+    _discard_if_code_changed(paths, config, code)
+    source = _knob_free_run(config)
+    model, first_stage = _stage_model(config, method, backbone, context, device, load_first_stage=not source)
+    plan = _stage_plan(config, method)
     epoch_validation = _epoch_validation(paths, model, method, data, config, device, plan.epochs)
-    _claim_folder(paths, config)  # after every check of the input, so bad input leaves no folder
+    if source is not None:
+        retrain = "the same command without --knob, with --rerun"
+        load_final_state(source.config, model, method, device, retrain=retrain)
+        first_stage, kept_epoch = source.record.get("first_stage"), source.record.get("kept_epoch")
+    else:
+        _claim_folder(paths, config, code)  # after every check of the input: bad input leaves no folder
     footprint = model_footprint(model, data.val, device)  # before torch.compile, which hides the ops
     accelerate(model, channels_last=config.channels_last, compile=config.compile)
     best_epoch = epoch_validation.best_epoch
-    try:
-        train(
-            model,
-            method,
-            data.train,
-            plan,
-            device=device,
-            checkpoint_path=paths.checkpoint,
-            log_path=paths.log,
-            extra_checkpoint={"config": config.identity()},
-            checkpoint_seconds=config.checkpoint_seconds,
-            on_epoch_end=epoch_validation,
-        )
-    except TrainingFailed as error:
-        _write_failed(config, str(error), started)
-        raise UserError(
-            f"{error}; the last good checkpoint is kept in {paths.folder}; {error.fix}"
-        ) from error
+    if source is None:
+        try:
+            train(
+                model,
+                method,
+                data.train,
+                plan,
+                device=device,
+                checkpoint_path=paths.checkpoint,
+                log_path=paths.log,
+                extra_checkpoint={"config": config.identity(), "method_code": code},
+                checkpoint_seconds=config.checkpoint_seconds,
+                on_epoch_end=epoch_validation,
+            )
+        except TrainingFailed as error:
+            kept = f"the last good checkpoint is kept in {paths.folder}" if paths.checkpoint.exists() else ""
+            _fail(config, started, code, str(error), kept, error.fix)
     if not distributed.is_main_process():  # rank 0 alone evaluates (every image once) and writes
         return distributed.from_main_process(None)
-    kept_epoch = (
-        best_epoch.restore(device)
-        if best_epoch is not None
-        else {"rule": "last", "epoch": plan.epochs, "why": "the final epoch's weights"}
-    )
+    if source is None:
+        kept_epoch = (
+            best_epoch.restore(device)
+            if best_epoch is not None
+            else {"rule": "last", "epoch": plan.epochs, "why": "the final epoch's weights"}
+        )
+    kept = "" if source else f"the trained model is kept in {paths.folder}"
     try:
         evaluation = evaluate(model, method, data, config, device)
+    except UnreadableImage as error:
+        _fail(config, started, code, f"evaluating: {error}", kept)
+    except NonFiniteOutputs as error:
+        _fail(config, started, code, str(error), kept, "lower --lr or pass other --knob values")
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
             raise
-        _write_failed(config, f"out of memory on {device} while evaluating", started)
-        raise UserError(f"out of memory on {device} while evaluating; pass a smaller --backbone") from error
+        _fail(config, started, code, f"out of memory on {device} while evaluating", kept,
+              "pass a smaller --backbone")  # fmt: skip
     record = _record(
         config,
         started,
+        code,
         status="finished",
         class_counts=data.class_counts,
-        first_stage=first_stage and {"run_id": first_stage["run_id"], "reused": first_stage["reused"]},
+        first_stage=first_stage,
         kept_epoch=kept_epoch,
-        curve=training_curve(paths.log),
+        evaluated_from=source and source.config.run_id,
+        curve=source.record.get("curve", []) if source else training_curve(paths.log),
         **evaluation,
     )
+    first_config = first_stage and config.replace(method=type(method).first_stage, knobs={})
     record["cost"] = run_cost(
         footprint,
-        images_seen=steps_per_epoch
-        * config.batch_size
-        * (plan.epochs + (config.epochs if first_stage else 0)),
+        images_seen=0 if source else len(data.train) // config.batch_size * config.batch_size * plan.epochs,
         wall_time_s=record["wall_time_s"],
         device=device,
-        first_stage=first_stage and finished_record(first_stage["config"]),
-        first_stage_reused=bool(first_stage and first_stage["reused"]),
+        builds_on=source.record if source else first_config and finished_record(first_config),
+        builds_on_timed=bool(first_stage and not first_stage["reused"] and not source),
     )
-    write_record(config.output, record)
+    try:
+        write_record(config.output, record)
+    except OSError as error:
+        notes = "; ".join(filter(None, [f"cannot write {paths.record} ({error.strerror or error})", kept]))
+        raise UserError(f"{notes}; free space there and rerun the same command to evaluate again") from error
     return distributed.from_main_process(record)
+
+
+def on_this_machine(config: RunConfig) -> RunConfig:
+    """`config` with what is resolved where it runs (on a SLURM node, not at submission): the threads."""
+    return config.replace(threads=config.threads or default_threads())
 
 
 def load_data(config: RunConfig) -> LongTailedData:
@@ -201,11 +245,12 @@ def evaluate(
     """Pick the test-time knobs on the validation split, then measure the test split with them."""
     val_features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
     test_features = extract_features(model.backbone, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
-    candidates = _knob_candidates(method, config)
+    candidates = knob_candidates(method, config)
     best, searched = search_knobs(model, method, val_features, data, candidates)
     with torch.no_grad():
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
         test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
+        _finite(test_logits, "test", best["knobs"])
     test_metrics = classification_metrics(test_logits, data.test.labels, data.class_counts, data.shot_rule)
     val_metrics = classification_metrics(val_logits, data.val.labels, data.class_counts, data.shot_rule)
     return {
@@ -223,6 +268,17 @@ def evaluate(
     }
 
 
+class NonFiniteOutputs(ValueError):
+    """The model's logits hold NaN or ±inf: no metric of them is a number (the record says failed)."""
+
+
+def _finite(logits: torch.Tensor, split: str, knobs: dict[str, float]) -> torch.Tensor:
+    if not torch.isfinite(logits).all():
+        setting = "".join(f" {name}={value:g}" for name, value in knobs.items())
+        raise NonFiniteOutputs(f"the {split} logits{' with' + setting if setting else ''} are not finite")
+    return logits
+
+
 @torch.no_grad()
 def search_knobs(
     model: LongTailClassifier,
@@ -237,7 +293,7 @@ def search_knobs(
     searched = []
     for values in itertools.product(*candidates.values()):
         knobs = dict(zip(candidates, values, strict=True))
-        logits = method.inference_logits(model.head, val_features, **knobs).cpu()
+        logits = _finite(method.inference_logits(model.head, val_features, **knobs).cpu(), "val", knobs)
         metrics = classification_metrics(logits, data.val.labels, data.class_counts, data.shot_rule)
         searched.append(
             {
@@ -259,14 +315,14 @@ def _epoch_validation(
 ) -> EpochValidation:
     """The epoch-end hook: validation balanced accuracy (knobs searched as for the final test) for
     the training curve, and under `--select best-val` after each epoch, the best epoch kept."""
-    candidates = _knob_candidates(method, config)
+    candidates = knob_candidates(method, config)
 
     def score() -> float:
         with torch.random.fork_rng(devices=[]):  # a data loader may draw its seed from the global RNG
             features = extract_features(model.backbone, data.val, batch_size=EVAL_BATCH_SIZE, device=device)
             return search_knobs(model, method, features, data, candidates)[0]["balanced_accuracy"]
 
-    best_epoch = BestEpoch(paths.folder / "best.pt", model, method) if config.select == "best-val" else None
+    best_epoch = BestEpoch(paths.best, model, method) if config.select == "best-val" else None
     return EpochValidation(
         score,
         every=validation_interval(epochs, config.val_every),
@@ -280,7 +336,28 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k not in ("per_class_accuracy", "calibration")}
 
 
-def _knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float, ...]]:
+def check_names(config: RunConfig) -> None:
+    """The checks of a run's input that need no data: its method, backbone and `--knob` names. A sweep
+    makes them for every run before the first starts, SLURM before anything is submitted."""
+    method_class = METHODS.get(config.method)
+    check_backbone_name(config.backbone)
+    # Knob names depend on the method and the dataset's name only, so placeholder counts will do.
+    placeholder = MethodContext(
+        dataset=config.dataset,
+        num_classes=2,
+        class_counts=(1, 1),
+        feature_dim=1,
+        epochs=config.epochs,
+        steps_per_epoch=1,
+        base_lr=config.lr,
+        lr_milestones=config.milestones,
+        protocol=config.protocol,
+    )
+    knob_candidates(method_class(placeholder), config)
+
+
+def knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float, ...]]:
+    """Each test-time knob's candidates, `--knob` values fixing theirs; an unknown name is a UserError."""
     candidates = dict(method.test_time_knobs())
     for name, value in config.knobs.items():
         if name not in candidates:
@@ -290,7 +367,7 @@ def _knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float
     return candidates
 
 
-def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int) -> StagePlan:
+def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int, stage: int) -> StagePlan:
     def rate(epoch: int) -> float:
         return learning_rate(
             epoch,
@@ -311,17 +388,96 @@ def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int) -> 
         weight_decay=config.weight_decay,
         seed=config.seed,
         nesterov=config.nesterov,
+        stage=stage,
     )
 
 
-def _first_stage(config: RunConfig, first_method: str) -> dict[str, Any]:
+def _stage_plan(config: RunConfig, method: Method) -> StagePlan:
+    if type(method).first_stage is None:
+        return _plan(config, config.epochs, config.schedule, config.warmup_epochs, FIRST_STAGE)
+    # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
+    return _plan(config, method.second_stage_epochs(), "cosine", 0, SECOND_STAGE)
+
+
+def _stage_model(
+    config: RunConfig,
+    method: Method,
+    backbone: torch.nn.Module,
+    context: MethodContext,
+    device: torch.device,
+    *,
+    load_first_stage: bool,
+) -> tuple[LongTailClassifier, dict[str, Any] | None]:
+    """The model this run's stage starts from and, for a second stage, its first stage's run (reused,
+    or trained now when `load_first_stage`): the first stage's model, loaded, then prepared."""
+    first_method_name = type(method).first_stage
+    if first_method_name is None:
+        return LongTailClassifier(backbone, method.build_head()).to(device), None
+    first_config = config.replace(method=first_method_name, knobs={})
+    first_stage = _first_stage(first_config) if load_first_stage else None
+    # Whatever the first stage drew in this process, the second stage draws from its own seed.
+    seed_global_rng(derived_seed(config.seed, SECOND_STAGE))
+    first_method = METHODS.get(first_method_name)(context)
+    model = LongTailClassifier(backbone, first_method.build_head()).to(device)
+    if first_stage is not None:
+        retrain = f"the same command with --method {first_method_name} --rerun"
+        load_final_state(first_config, model, first_method, device, retrain=retrain)
+    method.prepare_second_stage(model)
+    return model.to(device), first_stage
+
+
+def _first_stage(first_config: RunConfig) -> dict[str, Any]:
     """The finished first-stage run of the same data, backbone, schedule and seed: reused, or trained now."""
-    first_config = config.replace(method=first_method, knobs={})
-    record = finished_record(first_config)
-    reused = record is not None and RunPaths.of(first_config).checkpoint.exists()
+    reused = _finished_run(first_config) is not None
     if not reused:
-        record = run(first_config)
-    return {"run_id": record["run_id"], "reused": reused, "config": first_config}
+        run(first_config)
+    return {"run_id": first_config.run_id, "reused": reused}
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run of the method code in use whose final checkpoint is on disk."""
+
+    config: RunConfig
+    record: dict[str, Any]
+
+
+def _finished_run(config: RunConfig) -> FinishedRun | None:
+    record = finished_record(config)
+    if record is None or not _evaluated_weights(config).exists():
+        return None
+    return FinishedRun(config, record)
+
+
+def _knob_free_run(config: RunConfig) -> FinishedRun | None:
+    """For a run with fixed knobs: the finished run of the same configuration without them. Not under
+    `--select best-val`, whose choice of epoch depends on the knobs."""
+    if not config.knobs or config.select != "last":
+        return None
+    return _finished_run(config.replace(knobs={}))
+
+
+def _evaluated_weights(config: RunConfig) -> Path:
+    """The checkpoint a finished run was evaluated with: its best-validation epoch, else its last."""
+    paths = RunPaths.of(config)
+    return paths.best if config.select == "best-val" else paths.checkpoint
+
+
+def load_final_state(
+    config: RunConfig, model: torch.nn.Module, method: Method, device: torch.device, *, retrain: str
+) -> None:
+    """Load the weights and method state (e.g. TDE's moving average) the finished run `config` was
+    evaluated with (never an older fallback checkpoint); `retrain` says how to train it again."""
+    path = _evaluated_weights(config)
+    try:
+        state = read_checkpoint(path, device)
+    except ValueError as error:
+        raise UserError(
+            f"the final checkpoint {path} of run {config.run_id} is unusable ({error}); train that run "
+            f"again: {retrain}"
+        ) from error
+    model.load_state_dict(state["model"])
+    method.load_state_dict(state["method"])
 
 
 def _device(name: str) -> torch.device:
@@ -335,39 +491,73 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _first_stage_checkpoint(first_config: RunConfig, device: torch.device) -> dict[str, Any]:
-    """The final checkpoint of a finished first-stage run (never an older fallback)."""
-    path = RunPaths.of(first_config).checkpoint
-    try:
-        return read_checkpoint(path, device)
-    except ValueError as error:
-        raise UserError(
-            f"the first-stage checkpoint {path} is unusable ({error}); train that stage again: the "
-            f"same command with --method {first_config.method} --rerun"
-        ) from error
+def _check_output(output: str) -> None:
+    """The results tree's folders are folders (or can be made), checked before anything trains."""
+    for folder in (Path(output), Path(output) / "runs", records_dir(output)):
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder} is a file, not a folder; move it away or pass a writable --output")
 
 
-def _claim_folder(paths: RunPaths, config: RunConfig) -> None:
-    """Create the run folder, or check that an existing one was made by the same configuration."""
-    config_path = paths.folder / "config.json"
-    if config_path.exists():
-        try:
-            existing = json.loads(config_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            existing = None
-        if existing != json.loads(json.dumps(config.identity())):
-            raise UserError(
-                f"{paths.folder} holds a run of a different configuration; delete that folder to start fresh"
-            )
-        return
+def _discard_if_code_changed(paths: RunPaths, config: RunConfig, code: dict[str, Any]) -> None:
+    """A run folder or record made by other code of the method is discarded (its checkpoint and
+    numbers came from that code), with one line saying so; the run then starts from scratch."""
     if distributed.is_main_process():
+        other = _other_code(paths, code["digest"])
+        if other is not None:
+            print(
+                f"{config.run_id}: the code of method {config.method} changed since this run was made "
+                f"({other} → {code['digest']}); running it again from scratch",
+                file=sys.stderr,
+            )
+            paths.discard()
+    distributed.barrier()
+
+
+def _other_code(paths: RunPaths, digest: str) -> str | None:
+    """The digest ('unknown' when unrecorded) of other method code that made the run folder (else the
+    record); None when neither exists or `digest` made them."""
+    if paths.folder.exists():
         try:
-            paths.folder.mkdir(parents=True, exist_ok=True)
-            write_json(config_path, config.identity())
-        except OSError as error:
-            raise UserError(
-                f"cannot create the run folder {paths.folder} ({error.strerror}); pass a writable --output"
-            ) from error
+            made_with = json.loads(paths.code.read_text())["digest"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            made_with = None
+    elif paths.record.exists():
+        try:
+            made_with = recorded_digest(read_record(paths.record))
+        except ValueError:
+            made_with = None
+    else:
+        return None
+    return None if made_with == digest else made_with or "unknown"
+
+
+def _check_folder_config(paths: RunPaths, config: RunConfig) -> None:
+    """An existing run folder must have been made by the same configuration."""
+    config_path = paths.folder / "config.json"
+    if not config_path.exists():
+        return
+    try:
+        existing = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        existing = None
+    if existing != json.loads(json.dumps(config.identity())):
+        raise UserError(
+            f"{paths.folder} holds a run of a different configuration; delete that folder to start fresh"
+        )
+
+
+def _claim_folder(paths: RunPaths, config: RunConfig, code: dict[str, Any]) -> None:
+    """Create the run folder with the configuration and method code it holds, unless it exists."""
+    if (paths.folder / "config.json").exists() or not distributed.is_main_process():
+        return
+    try:
+        paths.folder.mkdir(parents=True, exist_ok=True)
+        write_json(paths.code, code)
+        write_json(paths.folder / "config.json", config.identity())
+    except OSError as error:
+        raise UserError(
+            f"cannot create the run folder {paths.folder} ({error.strerror}); pass a writable --output"
+        ) from error
 
 
 @torch.no_grad()
@@ -390,13 +580,19 @@ def _check_backbone_takes_images(
             ) from error
 
 
-def _write_failed(config: RunConfig, reason: str, started: float) -> None:
+def _fail(config: RunConfig, started: float, code: dict[str, Any], reason: str, *notes: str) -> NoReturn:
+    """Record the run as failed (rank 0) and stop with one line: the reason, what is kept, the fix."""
     if distributed.is_main_process():
-        write_record(config.output, _record(config, started, status="failed", error=reason, metrics={}))
+        record = _record(config, started, code, status="failed", error=reason, metrics={})
+        try:
+            write_record(config.output, record)
+        except OSError as error:
+            notes = (f"the failed record could not be written either ({error.strerror or error})", *notes)
+    raise UserError("; ".join(filter(None, [reason, *notes])))
 
 
-def _record(config: RunConfig, started: float, **fields: Any) -> dict[str, Any]:
-    """A record of `config`: identity, resolved config and environment, then the given fields."""
+def _record(config: RunConfig, started: float, code: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A record of `config`: identity, resolved config, method code and environment, then `fields`."""
     return {
         "schema": SCHEMA,
         "run_id": config.run_id,
@@ -406,8 +602,9 @@ def _record(config: RunConfig, started: float, **fields: Any) -> dict[str, Any]:
         "seed": config.seed,
         "data_seed": config.data_seed,
         "config": config.to_json(),
+        "method_code": code,
         **fields,
-        **environment(),
+        **environment(PRECISION),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "finished_at": now(),
     }

@@ -30,6 +30,7 @@ def _default(spec: dataclasses.Field) -> Any:
 CONFIG_DEFAULTS = {spec.name: _default(spec) for spec in dataclasses.fields(RunConfig)}
 RECORD_DEFAULTS = {"world_size": 1, "precision": "fp32"}
 DIGEST_FIELDS = ("lists_digest", "method_code")  # shown shortened
+PER_METHOD_FIELDS = ("method_code",)  # compared between configurations of the same method only
 
 
 def configuration(record: Record) -> dict[str, Any]:
@@ -107,13 +108,18 @@ def _finished_at(record: Record) -> str:
 
 def differing_fields(configurations: Sequence[Configuration], shown: Iterable[str] = ()) -> list[str]:
     """The configuration fields whose values are not the same in all `configurations` (in config
-    order), leaving out the `shown` ones; these tell a table's rows apart."""
+    order), leaving out the `shown` ones; these tell a table's rows apart. Method code differs from
+    method to method by nature: it counts only where one method's configurations differ in it."""
     names = list(dict.fromkeys(name for entry in configurations for name in entry.values))
-    return [
-        name
-        for name in names
-        if name not in shown and len({_hashable(entry.values.get(name)) for entry in configurations}) > 1
-    ]
+    return [name for name in names if name not in shown and _differs(name, configurations)]
+
+
+def _differs(name: str, configurations: Sequence[Configuration]) -> bool:
+    groups: dict[Any, set] = {}
+    for entry in configurations:
+        group = entry.values.get("method") if name in PER_METHOD_FIELDS else None
+        groups.setdefault(group, set()).add(_hashable(entry.values.get(name)))
+    return any(len(values) > 1 for values in groups.values())
 
 
 def field_title(name: str) -> str:

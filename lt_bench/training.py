@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -26,7 +30,10 @@ from lt_bench.checkpoint import (
     training_payload,
 )
 from lt_bench.data.base import Split
+from lt_bench.errors import UnreadableImage
 from lt_bench.method import Method
+
+PRECISION = "fp32"  # the loop computes in float32 throughout
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class StagePlan:
     weight_decay: float
     seed: int
     nesterov: bool = False
+    stage: int = 0  # 0: a run's own (first) stage, 1: the second stage on a finished first-stage run
 
 
 class TrainingFailed(RuntimeError):
@@ -71,12 +79,42 @@ class TrainingOutOfMemory(TrainingFailed):
         super().__init__(f"out of memory on {device}", epoch, step)
 
 
+class TrainingImageUnreadable(TrainingFailed):
+    """A training image does not decode; the data layer's message names the file and its fix."""
+
+    def __init__(self, error: UnreadableImage, epoch: int, step: int) -> None:
+        RuntimeError.__init__(self, f"training epoch {epoch + 1}, step {step + 1}: {error}")
+        self.epoch, self.step = epoch, step
+
+
+class CheckpointNotWritten(TrainingFailed):
+    """A checkpoint or the epoch log could not be written (a full disk, a read-only folder, …)."""
+
+    fix = "free space there (or pass another --output) and rerun the same command to resume"
+
+    def __init__(self, path: Path, error: OSError, epoch: int, step: int) -> None:
+        super().__init__(f"cannot write {path} ({error.strerror or error})", epoch, step)
+
+
 def derived_seed(*parts: int) -> int:
     """A 63-bit seed that depends on every part (run seed, epoch, step)."""
     value = 0x9E3779B97F4A7C15
     for part in parts:
         value = (value ^ (part + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & (2**63 - 1)
     return value
+
+
+def seed_global_rng(seed: int) -> None:
+    """Seed every global random stream a run may draw from (torch and CUDA, NumPy, Python)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def default_threads() -> int:
+    """The CPU cores this process may use (affinity: SLURM's allocation, cgroups), shared among the
+    training processes of its node (torchrun's LOCAL_WORLD_SIZE); at least 1."""
+    return max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def make_optimizer(model: nn.Module, plan: StagePlan) -> torch.optim.SGD:
@@ -114,30 +152,34 @@ def train(
     it may add fields (validation accuracy)."""
     optimizer = make_optimizer(model, plan)
     state = load_checkpoint(checkpoint_path, device)
-    progress = Progress() if state is None else restore_training(state, model, optimizer, method)
-    if state is not None and distributed.is_main_process():
-        _write_log(log_path, progress.log)  # a kill may have come between checkpoint and log
+    if state is None:  # a fresh start draws from the run's seed and stage, never from process history
+        seed_global_rng(derived_seed(plan.seed, plan.stage))
+        progress = Progress()
+    else:
+        progress = restore_training(state, model, optimizer, method)
+    steps = len(split) // plan.batch_size
 
     def checkpoint() -> None:
         payload = training_payload(model, optimizer, method, progress)
-        save_checkpoint(checkpoint_path, {**extra_checkpoint, **payload})
+        try:
+            save_checkpoint(checkpoint_path, {**extra_checkpoint, **payload})
+        except OSError as error:
+            raise CheckpointNotWritten(checkpoint_path, error, *_last_step(progress, steps)) from error
 
-    steps = len(split) // plan.batch_size
+    def write_log() -> None:
+        try:
+            _write_log(log_path, progress.log)
+        except OSError as error:
+            raise CheckpointNotWritten(log_path, error, *_last_step(progress, steps)) from error
+
+    if state is not None and distributed.is_main_process():
+        write_log()  # a kill may have come between checkpoint and log
     labels = split.labels
     network = _parallel(model, device)
-    bar = tqdm(
-        range(progress.epoch, plan.epochs),
-        initial=progress.epoch,
-        total=plan.epochs,
-        desc="train",
-        unit="epoch",
-        disable=None,
-        file=sys.stderr,
-        leave=False,
-    )
+    display = ProgressDisplay(plan, steps, progress)
     next_checkpoint = time.monotonic() + checkpoint_seconds
     try:
-        for epoch in bar:
+        for epoch in range(progress.epoch, plan.epochs):
             started = time.perf_counter() - progress.seconds
             lr = plan.learning_rate(epoch)
             for group in optimizer.param_groups:
@@ -166,6 +208,7 @@ def train(
                 optimizer.step()
                 correct = int((logits.argmax(1) == targets).sum())
                 progress.add_step(loss_value, correct, len(targets))
+                display.step(epoch, loss_value, progress.seen, time.perf_counter() - started)
                 due = time.monotonic() >= next_checkpoint and step + 1 < steps
                 if due and distributed.is_main_process():
                     progress.seconds = time.perf_counter() - started
@@ -176,19 +219,85 @@ def train(
                     [progress.loss_sum, progress.correct, progress.seen], dtype=torch.float64, device=device
                 )
             ).tolist()
+            images = int(progress.seen)
             entry = progress.finish_epoch(lr, time.perf_counter() - started)
-            bar.set_postfix(loss=f"{entry['loss']:.3f}")
+            display.epoch(entry, images, progress.log)
             if not distributed.is_main_process():
                 continue
             if on_epoch_end is not None:
-                on_epoch_end(entry)
+                try:
+                    on_epoch_end(entry)
+                except OSError as error:
+                    path = Path(error.filename) if error.filename else checkpoint_path.parent
+                    raise CheckpointNotWritten(path, error, *_last_step(progress, steps)) from error
                 model.train()
             checkpoint()
-            _write_log(log_path, progress.log)
+            write_log()
+    except UnreadableImage as error:
+        raise TrainingImageUnreadable(error, progress.epoch, progress.step) from error
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
             raise
         raise TrainingOutOfMemory(progress.epoch, progress.step, device) from error
+    finally:
+        display.close()
+
+
+def _last_step(progress: Progress, steps: int) -> tuple[int, int]:
+    """(epoch, step), 0-based, of the last step `progress` has taken (the one a checkpoint holds)."""
+    if progress.step == 0 and progress.epoch > 0:
+        return progress.epoch - 1, steps - 1
+    return progress.epoch, max(progress.step - 1, 0)
+
+
+class ProgressDisplay:
+    """What training shows (rank 0 only): on a terminal a step-level bar with the loss and images/s;
+    elsewhere (pipes, nohup, SLURM logs) one plain line per epoch on stderr."""
+
+    def __init__(self, plan: StagePlan, steps: int, progress: Progress) -> None:
+        self.epochs = plan.epochs
+        self.shown = distributed.is_main_process()
+        self.bar = None
+        if self.shown and sys.stderr.isatty():
+            self.bar = tqdm(
+                total=plan.epochs * steps,
+                initial=progress.epoch * steps + progress.step,
+                unit="step",
+                file=sys.stderr,
+                leave=False,
+                dynamic_ncols=True,
+            )
+
+    def step(self, epoch: int, loss: float, seen: int, seconds: float) -> None:
+        """After each step: `seen` images of this process in the epoch so far, in `seconds`."""
+        if self.bar is None:
+            return
+        rate = seen * distributed.world_size() / max(seconds, 1e-9)
+        self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}", refresh=False)
+        self.bar.set_postfix_str(f"loss {loss:.3f}  {rate:.0f} img/s", refresh=False)
+        self.bar.update()
+
+    def epoch(self, entry: dict[str, Any], images: int, log: list[dict[str, Any]]) -> None:
+        """After each epoch, given its log entry, the images it trained on and the log so far."""
+        if not self.shown or self.bar is not None:
+            return
+        seconds = entry["seconds"]
+        remaining = (self.epochs - entry["epoch"]) * sum(e["seconds"] for e in log) / len(log)
+        print(
+            f"epoch {entry['epoch']}/{self.epochs}  loss {entry['loss']:.3f}  "
+            f"train top1 {100 * entry['train_top1']:.1f}%  lr {_rate(entry['lr'])}  "
+            f"{images / max(seconds, 1e-9):.0f} img/s  ETA {timedelta(seconds=round(remaining))}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _rate(lr: float) -> str:
+    return f"{lr:.4f}" if lr >= 1e-3 else f"{lr:.2e}"
 
 
 def is_out_of_memory(error: BaseException) -> bool:

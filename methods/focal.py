@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lt_bench.method import METHODS, Method
+from lt_bench.methods.ldam import LDAM_DRW_PAPER, LDAM_DRW_RECIPES
 
 GAMMA = 1.0  # LDAM-DRW cifar_train.py uses γ = 1 for its focal baseline
 
@@ -35,6 +36,9 @@ class Focal(Method):
     """Softmax focal loss (γ = 1) on a linear head, instance-balanced sampling."""
 
     description = "softmax focal loss, gamma = 1 (Lin et al., ICCV 2017; long-tail form of Cao et al. 2019)"
+    # The "Focal" baseline of Cao et al. (cifar_train.py --loss_type Focal), trained on their recipe.
+    paper = LDAM_DRW_PAPER
+    paper_recipes = LDAM_DRW_RECIPES
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return focal_loss(logits, targets, GAMMA)

@@ -8,6 +8,7 @@ The official code adds 1e-12 inside the log; here a class without training image
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from lt_bench.errors import UserError
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.methods.decoupling import SecondStageOfCE
+from lt_bench.protocol import Paper, PaperRecipe, Reported
 
 TAU = 1.0
 POSTHOC_TAU_GRID = tuple(step * 0.25 for step in range(9))  # 0.0, 0.25, …, 2.0; 0 is CE, 1 the paper's
@@ -66,11 +68,74 @@ def posthoc_logit_adjustment(
     return logits - tau * log_class_priors(class_priors).to(logits)
 
 
+LOGIT_ADJUSTMENT_PAPER = Paper(
+    key="logit_adjustment",
+    citation="Menon, Jayasumana, Rawat, Jain, Veit & Kumar, ICLR 2021",
+    title="Long-Tail Learning via Logit Adjustment",
+    repository="google-research/google-research",
+)
+README_TABLE = "logit_adjustment/README.md, example run of the code"
+_DEVIATIONS = (
+    "The official TensorFlow ResNet-32 (models.py) stacks 1×1-3×3-1×1 blocks with projection shortcuts "
+    "and a final BatchNorm; lt-bench uses He et al.'s resnet32_cifar.",
+    "Weight decay is a Keras L2 penalty of 1e-4 (gradient 2e-4·w) on convolution and dense weights "
+    "only; lt-bench decays every parameter at 2e-4, BatchNorm included.",
+    "The warm-up rises every step from 0; lt-bench raises it once per epoch, running epoch e at the "
+    "official rate of that epoch's end.",
+    "The official TFRecords hold their own EXP-100 subset (the same class counts, not necessarily the same "
+    "images) scaled to x/255 − 0.5; lt-bench uses LDAM-DRW's seeded subset and mean/std normalisation.",
+)
+
+
+def _cifar_recipe(
+    dataset_file: str, epochs: int, warmup_epochs: int, milestones: tuple[int, ...]
+) -> PaperRecipe:
+    """utils.py's schedule for one CIFAR-LT file: `epochs` over the data, batch 128, SGD with Nesterov
+    momentum 0.9 from lr 0.1, per-step linear warm-up over `warmup_epochs`, ×0.1 from each 0-based
+    milestone epoch (`lr_epoch = step / steps_per_epoch >= start`), the last epoch tested."""
+    return PaperRecipe(
+        source=f"{LOGIT_ADJUSTMENT_PAPER.repository}: logit_adjustment/main.py, logit_adjustment/utils.py "
+        f"({dataset_file})",
+        overrides={
+            "backbone": "resnet32_cifar",
+            "epochs": epochs,
+            "batch_size": 128,
+            "lr": 0.1,
+            "weight_decay": 2e-4,
+            "momentum": 0.9,
+            "nesterov": True,
+            "schedule": "multistep",
+            "warmup_epochs": warmup_epochs,
+            "warmup_start": 0.0,
+            "milestones": milestones,
+            "lr_decay": 0.1,
+            "select": "last",
+        },
+        deviations=_DEVIATIONS,
+    )
+
+
+# dataset_mappings(): (multiplier, start epoch) (1.0, 20), (0.1, 604), (0.01, 926), (0.001, 1128) over
+# 1241 epochs for cifar10-lt, and (1.0, 22), (0.1, 691), (0.01, 1059), (0.001, 1290) over 1419 epochs
+# for cifar100-lt (both EXP-100).
+LOGIT_ADJUSTMENT_RECIPES = {
+    "cifar10_lt": _cifar_recipe("cifar10-lt", 1241, 20, (604, 926, 1128)),
+    "cifar100_lt": _cifar_recipe("cifar100-lt", 1419, 22, (691, 1059, 1290)),
+}
+
+
 @METHODS.register("logit_adjustment")
 class LogitAdjustedLoss(Method):
     """Logit-adjusted cross-entropy (τ = 1) on a linear head; predicts with the raw logits."""
 
     description = "logit-adjusted loss, tau = 1 (Menon et al., ICLR 2021)"
+    paper = LOGIT_ADJUSTMENT_PAPER
+    paper_recipes = LOGIT_ADJUSTMENT_RECIPES
+    # --mode=loss, balanced test accuracy.
+    reported = (
+        Reported("cifar10_lt", 100, 77.89, backbone="ResNet-32", table=README_TABLE),
+        Reported("cifar100_lt", 100, 44.06, backbone="ResNet-32", table=README_TABLE),
+    )
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
@@ -85,6 +150,17 @@ class PostHocLogitAdjustment(SecondStageOfCE):
     """Post-hoc logit adjustment of the CE model, τ chosen on validation over 0…2."""
 
     description = "post-hoc logit adjustment of CE, tau chosen on val (Menon et al., ICLR 2021)"
+    paper = LOGIT_ADJUSTMENT_PAPER
+    # The CE stage on the same recipe; the official --mode=posthoc adjusts with its default τ = 1.
+    paper_recipes = {
+        dataset: PaperRecipe(recipe.source, {**recipe.overrides, "knobs": {"tau": TAU}}, recipe.deviations)
+        for dataset, recipe in LOGIT_ADJUSTMENT_RECIPES.items()
+    }
+    reported = (
+        Reported("cifar10_lt", 100, 77.32, backbone="ResNet-32", table=README_TABLE),
+        Reported("cifar100_lt", 100, 44.07, backbone="ResNet-32", table=README_TABLE),
+    )
+    test_time_knob_ranges = {"tau": (0.0, math.inf)}
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)

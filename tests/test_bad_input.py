@@ -49,6 +49,23 @@ CASES = {
     "backbone that cannot take the image size": (
         [*DIGITS, "--method", "ce", "--backbone", "vit_tiny_patch16_224"],
         "backbone 'vit_tiny_patch16_224' cannot take digits_lt's (1, 8, 8) images"),
+    "negative workers": ([*DIGITS, "--method", "ce", "--num-workers", "-1"],
+                         "--num-workers must be >= 0, got -1"),
+    "zero threads": ([*DIGITS, "--method", "ce", "--threads", "0"], "--threads must be at least 1, got 0"),
+    "unsorted milestones": ([*DIGITS, "--method", "ce", "--epochs", "9", "--schedule", "multistep",
+                             "--milestones", "6", "3"],
+                            "--milestones must be sorted epochs below --epochs 9, got 6 3; pass"),
+    "milestone past the last epoch": ([*DIGITS, "--method", "ce", "--epochs", "4", "--schedule", "multistep",
+                                       "--milestones", "2", "4"],
+                                      "--milestones must be sorted epochs below --epochs 4, got 2 4"),
+    "a knob given twice": ([*DIGITS, "--method", "causal_tde", "--knob", "alpha=1", "--knob", "alpha=2"],
+                           "--knob alpha is given 2 times; pass each knob once"),
+    "alpha below its range": ([*DIGITS, "--method", "causal_tde", "--knob", "alpha=-1"],
+                              "--knob alpha must be >= 0 for method 'causal_tde', got -1"),
+    "tau below its range": ([*DIGITS, "--method", "tau_norm", "--knob", "tau=-0.5"],
+                            "--knob tau must be >= 0 for method 'tau_norm', got -0.5"),
+    "posthoc tau below its range": ([*DIGITS, "--method", "logit_adjustment_posthoc", "--knob", "tau=-2"],
+                                    "--knob tau must be >= 0 for method 'logit_adjustment_posthoc', got -2"),
 }  # fmt: skip
 if torch.cuda.is_available():
     del CASES["unknown device"]
@@ -67,6 +84,28 @@ def test_bad_input_is_one_line_naming_the_fix(argv, fix, tmp_path, capsys):
     assert main([*argv, "--output", str(tmp_path)]) == 2
     assert fix in _one_error_line(capsys)
     assert not list(tmp_path.rglob("*.json"))  # nothing was trained or recorded
+
+
+def test_an_empty_output_is_refused(capsys):
+    assert main([*DIGITS, "--method", "ce", "--output", ""]) == 2
+    assert "--output must name a results folder, got ''" in _one_error_line(capsys)
+
+
+def test_a_records_path_that_is_a_file_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "records").write_text("not a folder")
+    assert main([*DIGITS, "--method", "ce", "--output", str(tmp_path)]) == 2
+    line = _one_error_line(capsys)
+    assert f"{tmp_path / 'records'} is a file, not a folder; move it away or pass a writable --output" in line
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_the_lr_scaling_note_comes_only_for_a_configuration_that_runs(tmp_path, capsys):
+    assert (
+        main([*DIGITS, "--method", "ce", "--batch-size", "32", "--momentum", "2", "--output", str(tmp_path)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("lt-bench: error: --momentum must be in [0, 1)") and len(err.splitlines()) == 1
 
 
 def test_a_split_list_with_a_bad_line_is_named_by_file_and_line(tmp_path, capsys):

@@ -156,3 +156,22 @@ def test_a_finished_record_with_non_finite_test_metrics_is_named_and_skipped(tmp
     captured = capsys.readouterr()
     assert f"bad.json: finished record has non-finite test metrics (top1={float(value)})" in captured.err
     assert "from 1 run records" in captured.out and "| 70.0 " in captured.out
+
+
+def test_method_code_tells_rows_apart_only_between_runs_of_one_method():
+    code = {"modules": [], "package": None, "version": None}
+    records = [
+        variant("ce", 0, "ce-old", 0.7, method_code={**code, "digest": "aaaaaaaaaaaa0000"}),
+        variant("ce", 0, "ce-new", 0.8, method_code={**code, "digest": "bbbbbbbbbbbb0000"}),
+        variant("causal_tde", 0, "tde", 0.9, method_code={**code, "digest": "cccccccccccc0000"}),
+    ]
+    title = "mnist_lt (imbalance ratio 100)"
+    header, *rows = _table(leaderboard_markdown(records), title)
+    assert "method code" in header
+    assert sorted(row[header.index("method code")] for row in rows) == [
+        "aaaaaaaaaa",
+        "bbbbbbbbbb",
+        "cccccccccc",
+    ]
+    header, *rows = _table(leaderboard_markdown([records[1], records[2]]), title)
+    assert "method code" not in header and len(rows) == 2  # two methods: different code by nature

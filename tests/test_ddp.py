@@ -223,4 +223,5 @@ def test_torchrun_runs_the_cli_with_two_processes(tmp_path: Path, torchrun) -> N
     assert record["test_labels"] == load_data(config).test.labels.tolist()
     assert len(RunPaths.of(config).log.read_text().splitlines()) == 2
     # Rank 0 alone prints the result line.
-    assert finished.stdout.count(config.run_id) == 1
+    assert finished.stdout.count(f"{config.run_id}: top1") == 1
+    assert finished.stdout.count("record written to") == 1

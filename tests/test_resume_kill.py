@@ -29,7 +29,7 @@ from lt_bench.cli import main
 
 COMMAND = [
     "run", "--method", "causal_tde", "--dataset", "digits_lt", "--epochs", "3", "--batch-size", "8",
-    "--checkpoint-every", "0.05",
+    "--checkpoint-every", "0.05", "--threads", "1",  # the same kernels in every process
 ]  # fmt: skip
 EPOCHS = 3
 KILLS = 20
@@ -84,7 +84,7 @@ def _kill_after(process: Any, seconds: float) -> bool:
 
 
 LT_BENCH = str(Path(sys.executable).parent / "lt-bench")
-SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same kernels in every process
+SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # no oversubscribed helper threads either
 
 
 @pytest.fixture(scope="module")

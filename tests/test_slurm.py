@@ -174,11 +174,12 @@ def test_a_two_task_job_trains_with_ddp_like_torchrun(slurm, tmp_path, torchrun)
 
 
 def test_status_reports_a_job_that_failed_with_its_error(slurm, tmp_path, capsys) -> None:
+    # Only the job, once it has loaded the data, can find the batch too large for it.
     output = tmp_path / "results"
     assert (
         main(
             [
-                *"run --method ce --dataset digits_lt --epochs 1 --knob alpha=1 --output".split(),
+                *"run --method ce --dataset digits_lt --epochs 1 --batch-size 5000 --lr 0.1 --output".split(),
                 str(output),
                 *"--launcher slurm --cluster local".split(),
             ]
@@ -188,9 +189,56 @@ def test_status_reports_a_job_that_failed_with_its_error(slurm, tmp_path, capsys
     capsys.readouterr()
     [status] = _wait_until_settled(output, 1)
     assert status.state == "failed"
-    assert "method 'ce' has no test-time knob 'alpha'" in status.detail
+    assert "--batch-size 5000 is larger than the" in status.detail
     assert main(["status", "--output", str(output)]) == 0
     assert "0 queued, 0 running, 0 finished, 1 failed" in capsys.readouterr().out
+
+
+def _in_queue(job_id: str) -> bool:
+    listing = subprocess.run(
+        ["squeue", "--array", "--noheader", "--format=%i"], capture_output=True, text=True
+    )
+    return job_id in listing.stdout.split()
+
+
+def test_a_run_in_the_queue_is_not_submitted_twice_and_a_cancelled_one_resumes(slurm, tmp_path, capsys):
+    output = tmp_path / "results"
+    # mnist_lt: about a second an epoch, so the job is still training when the cancel reaches it.
+    argv = [*"run --method ce --dataset mnist_lt --epochs 40 --output".split(), str(output),
+            *"--launcher slurm --cluster local".split()]  # fmt: skip
+    assert main(argv) == 0
+    [job_id] = re.findall(r"^(\d+(?:_\d+)?)  mnist_lt-", capsys.readouterr().out, flags=re.MULTILINE)
+    config = resolve_config("ce", "mnist_lt", epochs=40, output=str(output.resolve()))
+
+    assert main(argv) == 0  # while the job is queued or running, the same command submits nothing
+    [line] = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(rf"{config.run_id}: already (queued|running) as SLURM job {job_id}; not submitted "
+                        r"\(--force submits again\)", line)  # fmt: skip
+    assert len((output / "slurm" / "jobs.jsonl").read_text().splitlines()) == 1
+
+    deadline = time.monotonic() + WAIT_SECONDS
+    while _epochs_done(config) < 1 or not RunPaths.of(config).checkpoint.exists():
+        assert time.monotonic() < deadline, "the job never finished an epoch"
+        time.sleep(0.2)
+    subprocess.run(["scancel", job_id], check=True)
+    while _in_queue(job_id):
+        assert time.monotonic() < deadline, "the cancelled job stayed in the queue"
+        time.sleep(0.5)
+    [status] = run_statuses(output)
+    assert status.state == "cancelled", status
+    assert re.fullmatch(
+        r"cancelled at epoch \d+/40; rerun the same command to resume from its checkpoint", status.detail
+    )
+
+    assert main(argv) == 0  # rerunning submits it again, and the new job resumes from the checkpoint
+    [resumed_job] = re.findall(r"^(\d+(?:_\d+)?)  mnist_lt-", capsys.readouterr().out, flags=re.MULTILINE)
+    assert resumed_job != job_id
+    log = output / "slurm" / "logs" / resumed_job / f"{resumed_job}_0_log.out"
+    while not (log.exists() and "resuming " in log.read_text()):
+        assert time.monotonic() < deadline, "the resubmitted job did not start"
+        time.sleep(0.5)
+    subprocess.run(["scancel", resumed_job], check=True)
+    assert re.search(rf"^resuming {config.run_id} at epoch [1-9]", log.read_text(), flags=re.MULTILINE)
 
 
 def test_an_unknown_profile_names_the_known_ones() -> None:

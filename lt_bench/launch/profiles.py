@@ -124,6 +124,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         help="local: in this process (or each torchrun process); slurm: submit through submitit",
     )
     group.add_argument("--cluster", metavar="PROFILE", help="slurm/PROFILE.toml or a path to a .toml profile")
+    group.add_argument(
+        "--force", action="store_true", help="slurm: submit runs even when their job is still in the queue"
+    )
     for name in RESOURCE_KEYS:
         if name == "setup":
             continue

@@ -8,8 +8,11 @@ Logs go to `<output>/slurm/logs/<job id>/`; every submitted run is one line of
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
 import sys
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,11 +74,18 @@ def launch(
     overrides: dict[str, Any],
     rerun: bool,
     device_given: bool,
+    force: bool = False,
 ) -> list[Submitted]:
-    """Submit the runs not yet finished, print their job ids and where logs and records go."""
-    from lt_bench.runner import RunPaths, finished_record
+    """Submit the runs (of one results tree) neither finished nor already in the queue (`force`: those
+    too); print their job ids and where logs and records go. Every run's input is checked first."""
+    from lt_bench.runner import RunPaths, check_names, finished_record
 
     profile = load_profile(cluster)
+    for config in configs:
+        check_names(config)
+    in_queue = {}
+    if configs and not force:
+        in_queue = jobs_in_queue(configs[0].output, [config.run_id for config in configs])
     pending = []
     for config in configs:
         resources = profile.resources(config.dataset, overrides)
@@ -86,6 +96,13 @@ def launch(
         if finished_record(config) is not None and not rerun:
             record = RunPaths.of(config).record
             print(f"{config.run_id}: already finished, record {record} (--rerun trains again)")
+            continue
+        if config.run_id in in_queue:
+            job_id, state = in_queue[config.run_id]
+            print(
+                f"{config.run_id}: already {state} as SLURM job {job_id}; "
+                "not submitted (--force submits again)"
+            )
             continue
         if rerun:
             RunPaths.of(config).discard()
@@ -148,7 +165,10 @@ def submit(pending: Sequence[tuple[RunConfig, Resources]], output: str | Path) -
 def _append_to_ledger(output: str | Path, submitted: Sequence[Submitted]) -> None:
     path = ledger_path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
+    torn = _ends_mid_line(path)
     with path.open("a") as ledger:
+        if torn:  # end the line a crash tore, so that the new entries stay readable
+            ledger.write("\n")
         for entry in submitted:
             ledger.write(
                 json.dumps(
@@ -167,9 +187,88 @@ def _append_to_ledger(output: str | Path, submitted: Sequence[Submitted]) -> Non
             )
 
 
+def _ends_mid_line(path: Path) -> bool:
+    """True when the file's last line lacks its newline (a write torn by a crash)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
+
+
+LEDGER_KEYS = ("job_id", "run_id", "epochs", "log_folder")
+
+
 def read_ledger(output: str | Path) -> list[dict[str, Any]]:
-    """Every run submitted from this results tree, the newest submission of each run last."""
+    """Every run submitted from this results tree, the newest submission of each run last; a line that
+    is not a ledger entry (torn by a crash, edited) is named in a warning and skipped."""
     path = ledger_path(output)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            warnings.warn(f"{path} line {number} is not JSON ({error}); skipped", stacklevel=2)
+            continue
+        if not isinstance(entry, dict) or any(key not in entry for key in LEDGER_KEYS):
+            warnings.warn(
+                f"{path} line {number} is not a submission (needs {', '.join(LEDGER_KEYS)}); skipped",
+                stacklevel=2,
+            )
+            continue
+        entries.append(entry)
+    return entries
+
+
+def newest_submissions(output: str | Path) -> dict[str, dict[str, Any]]:
+    """The newest ledger entry of each submitted run, by run id."""
+    return {entry["run_id"]: entry for entry in read_ledger(output)}
+
+
+QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESIZING"}
+
+
+def queue_states() -> dict[str, str]:
+    """SLURM's state of every job in the queue by id, array tasks one by one ('12_3')."""
+    try:
+        listing = subprocess.run(
+            ["squeue", "--array", "--noheader", "--format=%i|%T"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except FileNotFoundError as error:
+        raise UserError("squeue not found on this machine") from error
+    except subprocess.CalledProcessError as error:
+        lines = (error.stderr or "").strip().splitlines() or [str(error)]
+        raise UserError(f"squeue failed: {lines[-1]}") from error
+    except subprocess.TimeoutExpired as error:
+        raise UserError("squeue did not answer within 60 s") from error
+    return dict(line.split("|", 1) for line in listing.splitlines() if "|" in line)
+
+
+def jobs_in_queue(output: str | Path, run_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Run id → (job id, 'queued' or 'running') for those of `run_ids` whose newest submission from
+    `output` is still in SLURM's queue."""
+    newest = newest_submissions(output)
+    submitted = [run_id for run_id in run_ids if run_id in newest]
+    if not submitted:
+        return {}
+    try:
+        queue = queue_states()
+    except UserError as error:
+        raise UserError(
+            f"cannot read SLURM's queue ({error}); run on a machine of the SLURM cluster, "
+            f"or pass --launcher local"
+        ) from error
+    found = {}
+    for run_id in submitted:
+        job_id = newest[run_id]["job_id"]
+        if job_id in queue:
+            found[run_id] = (job_id, "queued" if queue[job_id] in QUEUED_STATES else "running")
+    return found

@@ -1,13 +1,16 @@
-"""`lt-bench status`: queued, running, finished or failed, for every run submitted from a results tree.
+"""`lt-bench status`: every run of a results tree, submitted to SLURM or started locally.
 
-A run's record decides finished/failed; otherwise squeue says queued/running; a job gone from the
-queue without a record failed (submitit's result file or sacct, when the cluster keeps accounting,
-says why).
+A run's record decides finished/failed. Otherwise, for a submitted run, squeue says queued/running;
+a job gone from the queue without a record was cancelled (its log or sacct says so) or failed
+(submitit's result file or sacct, when the cluster keeps accounting, says why). A local run without
+a record is incomplete: its folder holds the epochs done and the checkpoint to resume from.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,82 +18,102 @@ from typing import Any
 import submitit
 
 from lt_bench.errors import UserError
-from lt_bench.launch.slurm import read_ledger
+from lt_bench.launch.slurm import QUEUED_STATES, newest_submissions, queue_states
 from lt_bench.records import read_record, record_path
 
-QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESIZING"}
+STATES = ("queued", "running", "finished", "failed")  # always counted; others when they occur
+RESUME = "rerun the same command to resume from its checkpoint"
 
 
 @dataclass(frozen=True)
 class RunStatus:
-    job_id: str
+    job_id: str  # the SLURM job, or "local"
     run_id: str
-    state: str  # queued, running, finished or failed
+    state: str  # queued, running, finished, failed, cancelled, unknown (no squeue) or incomplete (local)
     detail: str
 
 
 def run_statuses(output: str | Path) -> list[RunStatus]:
-    """The state of the newest submission of every run in `<output>/slurm/jobs.jsonl`."""
-    newest = {entry["run_id"]: entry for entry in read_ledger(output)}
-    if not newest:
-        return []
-    queue = queue_states()
-    return [_status(entry, queue, output) for entry in newest.values()]
+    """The newest SLURM submission of every run in `<output>/slurm/jobs.jsonl`, then every run folder
+    in `<output>/runs/` that was not submitted."""
+    newest = newest_submissions(output)
+    statuses = []
+    if newest:
+        try:
+            queue, unknown = queue_states(), None
+        except UserError as error:  # reported on every submitted run's line
+            queue, unknown = {}, str(error)
+        statuses += [_submitted_status(entry, queue, unknown, output) for entry in newest.values()]
+    runs = Path(output) / "runs"
+    if runs.is_dir():
+        folders = sorted(path for path in runs.iterdir() if path.is_dir() and path.name not in newest)
+        statuses += [_local_status(folder, output) for folder in folders]
+    return statuses
 
 
-def queue_states() -> dict[str, str]:
-    """SLURM's state of every job in the queue by id, array tasks one by one ('12_3')."""
-    try:
-        listing = subprocess.run(
-            ["squeue", "--array", "--noheader", "--format=%i|%T"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout
-    except FileNotFoundError as error:
-        raise UserError(
-            "squeue not found: run `lt-bench status` on a machine of the SLURM cluster"
-        ) from error
-    except subprocess.CalledProcessError as error:
-        raise UserError(
-            f"squeue failed: {error.stderr.strip() or error}; is the SLURM controller up?"
-        ) from error
-    return dict(line.split("|", 1) for line in listing.splitlines() if "|" in line)
-
-
-def _status(entry: dict[str, Any], queue: dict[str, str], output: str | Path) -> RunStatus:
+def _submitted_status(
+    entry: dict[str, Any], queue: dict[str, str], unknown: str | None, output: str | Path
+) -> RunStatus:
     job_id, run_id = entry["job_id"], entry["run_id"]
-    path = record_path(output, run_id)
-    if path.exists():
-        record = read_record(path)
-        if record["status"] == "finished":
-            return RunStatus(
-                job_id, run_id, "finished", f"top1 {100 * record['metrics']['test']['top1']:.1f}"
-            )
-        return RunStatus(job_id, run_id, "failed", record.get("error", record["status"]))
-    epochs_done = _epochs_done(Path(output) / "runs" / run_id / "log.jsonl")
-    progress = f"epoch {epochs_done}/{entry['epochs']}"
+    recorded = _recorded(output, run_id)
+    if recorded is not None:
+        return RunStatus(job_id, run_id, *recorded)
+    folder = Path(output) / "runs" / run_id
+    progress = f"epoch {_epochs_done(folder)}/{entry['epochs']}"
+    if unknown is not None:
+        return RunStatus(job_id, run_id, "unknown", f"SLURM state unknown ({unknown}); {progress}")
     slurm_state = queue.get(job_id)
     if slurm_state in QUEUED_STATES:
-        return RunStatus(
-            job_id,
-            run_id,
-            "queued",
-            slurm_state.lower() + (f", resumes at {progress}" if epochs_done else ""),
-        )
+        resumes = f", resumes at {progress}" if _epochs_done(folder) else ""
+        return RunStatus(job_id, run_id, "queued", slurm_state.lower() + resumes)
     if slurm_state is not None:
         return RunStatus(job_id, run_id, "running", progress)
     job = submitit.SlurmJob(folder=entry["log_folder"], job_id=job_id)
     if job.paths.result_pickle.exists() and job.exception() is not None:
         return RunStatus(job_id, run_id, "failed", f"{_error_line(job.exception())} (log {job.paths.stderr})")
+    sacct_state = _sacct_state(job_id)
+    restart = RESUME if (folder / "checkpoint.pt").exists() else "rerun the same command to submit it again"
+    if sacct_state.startswith("CANCELLED") or _cancelled_in_log(job.paths.stderr):
+        return RunStatus(job_id, run_id, "cancelled", f"cancelled at {progress}; {restart}")
     return RunStatus(
         job_id,
         run_id,
         "failed",
-        f"left the queue without a record at {progress} (sacct: {_sacct_state(job_id)}); "
-        f"log {job.paths.stderr}",
+        f"left the queue without a record at {progress} (sacct: {sacct_state}; log {job.paths.stderr}); "
+        f"{restart}",
     )
+
+
+def _local_status(folder: Path, output: str | Path) -> RunStatus:
+    """A run started in a local process: its record, or the epochs its log holds and its checkpoint."""
+    recorded = _recorded(output, folder.name)
+    if recorded is not None:
+        return RunStatus("local", folder.name, *recorded)
+    try:
+        epochs = json.loads((folder / "config.json").read_text())["epochs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        epochs = "?"
+    progress = f"epoch {_epochs_done(folder)}/{epochs}"
+    if (folder / "checkpoint.pt").exists():
+        return RunStatus(
+            "local", folder.name, "incomplete", f"{progress}, checkpoint kept (still running, or {RESUME})"
+        )
+    return RunStatus("local", folder.name, "incomplete", f"{progress}, no checkpoint yet (still running?)")
+
+
+def _recorded(output: str | Path, run_id: str) -> tuple[str, str] | None:
+    """(state, detail) from the run's record; None without one (an unreadable one is named in a warning)."""
+    path = record_path(output, run_id)
+    if not path.exists():
+        return None
+    try:
+        record = read_record(path)
+    except ValueError as error:
+        warnings.warn(f"{path}: {error}; status read from the run folder instead", stacklevel=2)
+        return None
+    if record["status"] == "finished":
+        return "finished", f"top1 {100 * record['metrics']['test']['top1']:.1f}"
+    return "failed", record.get("error", record["status"])
 
 
 def _error_line(error: BaseException) -> str:
@@ -101,8 +124,17 @@ def _error_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _epochs_done(log: Path) -> int:
+def _epochs_done(folder: Path) -> int:
+    log = folder / "log.jsonl"
     return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def _cancelled_in_log(stderr: Path) -> bool:
+    """True when slurmstepd wrote its '*** JOB … CANCELLED AT …' line into the job's stderr."""
+    try:
+        return any("CANCELLED AT" in line for line in stderr.read_text(errors="replace").splitlines())
+    except OSError:
+        return False
 
 
 def _sacct_state(job_id: str) -> str:
@@ -126,9 +158,7 @@ def status_table(statuses: list[RunStatus]) -> str:
     from tabulate import tabulate
 
     rows = [(s.job_id, s.run_id, s.state, s.detail) for s in statuses]
-    counts = {
-        state: sum(s.state == state for s in statuses)
-        for state in ("queued", "running", "finished", "failed")
-    }
-    summary = ", ".join(f"{count} {state}" for state, count in counts.items())
+    seen = [s.state for s in statuses]
+    states = [*STATES, *dict.fromkeys(state for state in seen if state not in STATES)]
+    summary = ", ".join(f"{seen.count(state)} {state}" for state in states)
     return tabulate(rows, headers=("job", "run", "state", "detail"), tablefmt="plain") + f"\n{summary}\n"

