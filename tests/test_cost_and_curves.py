@@ -148,3 +148,29 @@ def test_a_negative_val_every_is_one_line(tmp_path, capsys):
                  str(tmp_path)]) == 2  # fmt: skip
     (line,) = capsys.readouterr().err.splitlines()
     assert line == "lt-bench: error: --val-every must be a whole number of epochs >= 0, got -1"
+
+
+def test_a_knob_reevaluation_carries_the_cost_and_curve_of_the_run_it_evaluates(runs):
+    common = [
+        "--dataset",
+        "digits_lt",
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        str(BATCH),
+        "--output",
+        str(runs),
+    ]
+    assert main(["run", "--method", "causal_tde", *common]) == 0
+    assert main(["run", "--method", "causal_tde", "--knob", "alpha=1.0", *common]) == 0
+    tde = [r for r in iter_records(runs) if r["method"] == "causal_tde"]
+    free, fixed = (next(r for r in tde if bool(r["config"]["knobs"]) is k) for k in (False, True))
+    assert fixed["evaluated_from"] == free["run_id"]
+    assert fixed["curve"] == free["curve"] and len(free["curve"]) == EPOCHS
+    assert (
+        fixed["cost"]["images_seen"]
+        == free["cost"]["images_seen"]
+        == _records(runs)["ce"]["cost"]["images_seen"]
+    )
+    hours = free["cost"]["device_hours"] + fixed["wall_time_s"] / 3600
+    assert fixed["cost"]["device_hours"] == pytest.approx(hours, abs=2e-6)
