@@ -127,3 +127,14 @@ def test_the_same_subsample_for_every_method_of_a_data_seed():
             shifted_indices(labels, first["class_counts"], shift, first["data_seed"]),
             shifted_indices(np.asarray(second["test_labels"]), second["class_counts"], shift, 0),
         )
+
+
+def test_the_committed_test_shift_leaderboard_regenerates_from_the_committed_records():
+    records = list(iter_records(RESULTS))
+    if not records:
+        pytest.skip("no committed run records")
+    committed = RESULTS / "leaderboard-test-shift.md"
+    assert committed.exists(), (
+        "results/leaderboard-test-shift.md is missing: run `lt-bench leaderboard --test-shift`"
+    )
+    assert leaderboard_markdown(records, test_shift=True) == committed.read_text()
