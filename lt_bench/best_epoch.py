@@ -9,7 +9,6 @@ keeps its best-validation epoch the same way; a test split never decides it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,20 @@ import torch
 from lt_bench.checkpoint import load_checkpoint, save_checkpoint
 from lt_bench.method import Method
 
-Score = Callable[[], float]  # the current model's validation balanced accuracy
-
 
 class BestEpoch:
-    """An epoch-end hook that saves the best-validation epoch; `restore` loads it back."""
+    """Saves the best-validation epoch as it goes (`update`); `restore` loads it back."""
 
-    def __init__(self, path: Path, model: torch.nn.Module, method: Method, score: Score) -> None:
-        self.path, self.model, self.method, self.score = path, model, method, score
+    def __init__(self, path: Path, model: torch.nn.Module, method: Method) -> None:
+        self.path, self.model, self.method = path, model, method
 
-    def __call__(self, epoch: int) -> None:
-        score = self.score()
+    def update(self, epoch: int, score: float) -> None:
+        """Save the model after (1-based) `epoch` when its validation `score` beats every earlier one."""
         best = load_checkpoint(self.path)
         if best is not None and score <= best["val_balanced_accuracy"]:  # the earlier epoch wins ties
             return
         payload = {
-            "epoch": epoch + 1,
+            "epoch": epoch,
             "val_balanced_accuracy": score,
             "model": self.model.state_dict(),
             "method": self.method.state_dict(),

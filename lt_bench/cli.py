@@ -104,6 +104,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="also checkpoint mid-epoch this often (default 120; every epoch end checkpoints)",
     )
+    place.add_argument(
+        "--val-every",
+        type=int,
+        metavar="N",
+        help="validation accuracy in the training curve every N epochs (default: about 10 points; 0: none)",
+    )
+    place.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard event files to the run folder"
+    )
     speed = parser.add_argument_group("speed (same parameters, kernels may round differently)")
     speed.add_argument("--channels-last", action="store_true", help="the model in channels_last format")
     speed.add_argument("--compile", action="store_true", help="the backbone under torch.compile")
@@ -149,6 +158,8 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         channels_last=args.channels_last or None,
         compile=args.compile or None,
         threads=args.threads,
+        val_every=args.val_every,
+        tensorboard=args.tensorboard or None,
     )
 
 
@@ -319,7 +330,22 @@ def _raise_failures(failures: list[str], total: int) -> None:
 
 
 def command_leaderboard(args: argparse.Namespace) -> None:
-    _write_leaderboard(args.output, args.write)
+    _write_leaderboard(args.output, args.write, test_shift=args.test_shift, costs=_cost_columns(args.columns))
+
+
+def _cost_columns(text: str | None) -> tuple[str, ...]:
+    """`--columns params,flops` as names of leaderboard.COST_COLUMNS; a one-line error otherwise."""
+    from lt_bench.leaderboard import COST_COLUMNS
+    from lt_bench.registry import did_you_mean
+
+    names = tuple(name.strip() for name in (text or "").split(",") if name.strip())
+    for name in names:
+        if name not in COST_COLUMNS:
+            raise UserError(
+                f"--columns has no column {name!r}.{did_you_mean(name, COST_COLUMNS)} "
+                f"Choose from: {','.join(COST_COLUMNS)}"
+            )
+    return names
 
 
 def _read_records(output: str) -> list[dict[str, Any]]:
@@ -334,7 +360,9 @@ def _read_records(output: str) -> list[dict[str, Any]]:
     return records
 
 
-def _write_leaderboard(output: str, destination: str | None) -> None:
+def _write_leaderboard(
+    output: str, destination: str | None, *, test_shift: bool = False, costs: Sequence[str] = ()
+) -> None:
     from lt_bench.atomic import write_atomically
     from lt_bench.leaderboard import leaderboard_markdown
     from lt_bench.records import records_dir
@@ -344,8 +372,9 @@ def _write_leaderboard(output: str, destination: str | None) -> None:
             f"no run records under {output}; pass as --output the results tree whose records/ "
             "folder holds them, or run `lt-bench sweep` into it first"
         )
-    markdown = leaderboard_markdown(_read_records(output))
-    path = Path(destination) if destination else Path(output) / "leaderboard.md"
+    markdown = leaderboard_markdown(_read_records(output), test_shift=test_shift, costs=costs)
+    default = "leaderboard-test-shift.md" if test_shift else "leaderboard.md"
+    path = Path(destination) if destination else Path(output) / default
     try:
         write_atomically(path, lambda handle: handle.write(markdown.encode()))
     except OSError as error:
@@ -355,6 +384,24 @@ def _write_leaderboard(output: str, destination: str | None) -> None:
         ) from error
     print(markdown, end="")
     print(f"(written to {path})")
+
+
+def command_export(args: argparse.Namespace) -> None:
+    from lt_bench.export import export
+    from lt_bench.records import records_dir
+
+    if not records_dir(args.output).is_dir():
+        raise UserError(
+            f"no run records under {args.output}; pass as --output the results tree that holds them"
+        )
+    path = Path(args.to) if args.to else Path(args.output) / f"runs.{args.format}"
+    try:
+        runs, per_class = export(_read_records(args.output), path, args.format)
+    except OSError as error:
+        raise UserError(
+            f"cannot write {path} ({error.strerror or error}); pass --to FILE in a folder you can write to"
+        ) from error
+    print(f"runs written to {runs}, per-class accuracy to {per_class}")
 
 
 def command_report(args: argparse.Namespace) -> None:
@@ -457,7 +504,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("leaderboard", help="regenerate the markdown leaderboard from the records")
     board.add_argument("--output", default="results", help="results tree (default: results)")
-    board.add_argument("--write", help="markdown file to write (default: <output>/leaderboard.md)")
+    board.add_argument(
+        "--write",
+        help="markdown file to write (default: <output>/leaderboard.md, with --test-shift "
+        "<output>/leaderboard-test-shift.md)",
+    )
+    board.add_argument(
+        "--test-shift",
+        action="store_true",
+        help="top-1 on long-tailed, uniform and inversely long-tailed test subsamples (LADE / SADE)",
+    )
+    board.add_argument(
+        "--columns", metavar="NAMES", help="add cost columns, comma-separated: params,flops,images,hours"
+    )
     board.set_defaults(handler=command_leaderboard)
 
     report = commands.add_parser(
@@ -479,6 +538,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="results tree (default: results); writes <output>/report/<dataset>.md",
     )
     report.set_defaults(handler=command_report)
+
+    exporting = commands.add_parser(
+        "export", help="the runs as a table (csv, parquet or jsonl) and per-class accuracy as a long table"
+    )
+    exporting.add_argument("--output", default="results", help="results tree (default: results)")
+    exporting.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    exporting.add_argument(
+        "--to",
+        metavar="FILE",
+        help="the runs table (default: <output>/runs.<format>); per-class rows go to FILE-per-class",
+    )
+    exporting.set_defaults(handler=command_export)
 
     data = commands.add_parser("data", help="dataset files on disk").add_subparsers(
         dest="data_command", required=True

@@ -31,6 +31,8 @@ PLACEMENT_FIELDS = (
     "channels_last",
     "compile",
     "threads",
+    "val_every",  # validation passes for the training curve: they change no weight or random state
+    "tensorboard",
 )
 
 
@@ -74,6 +76,8 @@ class RunConfig:
     channels_last: bool = False  # speed only: the model in channels_last memory format
     compile: bool = False  # speed only: the backbone under torch.compile
     threads: int | None = None  # CPU threads of torch; None: the cores this process may use (at run start)
+    val_every: int | None = None  # epochs between validation passes of the curve (None: ~10 points; 0: none)
+    tensorboard: bool = False  # also write TensorBoard event files to the run folder
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the result (placement fields left out)."""
@@ -235,6 +239,10 @@ def validate(config: RunConfig) -> None:
         (
             config.precision in PRECISIONS,
             f"--precision must be auto or one of {', '.join(PRECISIONS)}, got {config.precision!r}",
+        ),
+        (
+            config.val_every is None or (isinstance(config.val_every, int) and config.val_every >= 0),
+            f"--val-every must be a whole number of epochs >= 0, got {config.val_every}",
         ),
         (
             _non_negative(config.checkpoint_seconds),

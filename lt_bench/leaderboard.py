@@ -1,9 +1,10 @@
 """Markdown leaderboards generated from run records: one table per dataset setting and protocol, one
-row per configuration, mean ± std over its seeds."""
+row per configuration, mean ± std over its seeds; optionally cost columns, or top-1 under the
+test-agnostic label shifts instead of the shot groups."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -16,11 +17,23 @@ from lt_bench.selection import (
     select,
     value_text,
 )
+from lt_bench.test_shift import MEAN, SHIFTS, shift_accuracies
+
+Record = dict[str, Any]
+Metrics = Callable[[Record], Mapping[str, float | None]]  # a record's numbers, as fractions
 
 COLUMNS = {"many": "Many", "medium": "Medium", "few": "Few", "top1": "Overall"}
+SHIFT_COLUMNS = {**{shift.name: shift.title for shift in SHIFTS}, MEAN: "Mean"}
+# `--columns` names: the column title and the field of the record's cost block, mean over seeds.
+COST_COLUMNS = {
+    "params": ("Params", "total_parameters"),
+    "flops": ("FLOPs/image", "flops_per_image"),
+    "images": ("Images seen", "images_seen"),
+    "hours": ("Device-hours", "device_hours"),
+}
 # Fields every table shows anyway: in its title (dataset, ratio, protocol) or as a column.
 SHOWN_FIELDS = ("dataset", "imbalance_ratio", "protocol", "method", "backbone", "epochs")
-BASE_COLUMNS = ("Method", "Backbone", "Epochs", *COLUMNS.values(), "Seeds")
+IDENTITY_COLUMNS = ("Method", "Backbone", "Epochs")
 
 
 def mean_std(values: pd.Series) -> str:
@@ -40,9 +53,39 @@ def table_title(dataset: str, ratio: float | None, protocol: str) -> str:
     return f"{dataset} ({', '.join(details)})" if details else dataset
 
 
-def leaderboard_tables(configurations: list[Configuration]) -> dict[str, pd.DataFrame]:
-    """Per dataset, imbalance ratio and protocol, a table with a row per configuration, best overall
-    first; columns for the configuration fields that differ between its rows."""
+def test_metrics(record: Record) -> Mapping[str, float | None]:
+    return record["metrics"]["test"]
+
+
+def count_text(value: float) -> str:
+    """A count in three significant digits with an SI prefix: '24.1k', '315M'."""
+    for power, prefix in ((12, "T"), (9, "G"), (6, "M"), (3, "k")):
+        if abs(value) >= 10**power:
+            return f"{value / 10**power:.3g}{prefix}"
+    return f"{value:.3g}"
+
+
+def cost_text(records: Sequence[Record], name: str) -> str:
+    """The mean over seeds of a cost column, '–' when a record has no cost block (older lt-bench)."""
+    field = COST_COLUMNS[name][1]
+    values = [(record.get("cost") or {}).get(field) for record in records]
+    if any(value is None for value in values):
+        return "–"
+    mean = sum(values) / len(values)
+    return f"{mean:.3g}" if name == "hours" else count_text(mean)
+
+
+def leaderboard_tables(
+    configurations: list[Configuration],
+    *,
+    columns: Mapping[str, str] = COLUMNS,
+    metrics: Metrics = test_metrics,
+    order: str = "top1",
+    costs: Sequence[str] = (),
+) -> dict[str, pd.DataFrame]:
+    """Per dataset, imbalance ratio and protocol, a table with a row per configuration, best `order`
+    metric first; columns for the configuration fields that differ between its rows, then the
+    `metrics` named in `columns` (mean ± std in %), then the `costs` (COST_COLUMNS)."""
     tables: dict[tuple, list[Configuration]] = {}
     for entry in configurations:
         values = entry.values
@@ -53,7 +96,7 @@ def leaderboard_tables(configurations: list[Configuration]) -> dict[str, pd.Data
     for dataset, ratio, protocol in sorted(tables, key=_table_order):
         rows = tables[dataset, ratio, protocol]
         differing = differing_fields(rows, shown=SHOWN_FIELDS)
-        frame = pd.DataFrame([_row(entry, differing) for entry in rows])
+        frame = pd.DataFrame([_row(entry, differing, columns, metrics, order, costs) for entry in rows])
         frame = frame.sort_values(
             ["_order", "Method", "_label"], ascending=[False, True, True], kind="stable"
         )
@@ -68,39 +111,56 @@ def _table_order(key: tuple) -> tuple:
     return dataset, ratio is None, ratio or 0.0, protocol != "shared", protocol
 
 
-def _row(entry: Configuration, differing: list[str]) -> dict[str, Any]:
+def _row(
+    entry: Configuration,
+    differing: list[str],
+    columns: Mapping[str, str],
+    metrics: Metrics,
+    order: str,
+    costs: Sequence[str],
+) -> dict[str, Any]:
     values = entry.values
-    tests = pd.DataFrame([record["metrics"]["test"] for record in entry.records])
+    tests = pd.DataFrame([metrics(record) for record in entry.records])
     row: dict[str, Any] = {
         "Method": values["method"],
         "Backbone": values["backbone"],
         "Epochs": values["epochs"],
     }
     row.update({field_title(name): value_text(name, values.get(name)) for name in differing})
-    row.update({title: mean_std(tests[key]) if key in tests else "–" for key, title in COLUMNS.items()})
+    row.update({title: mean_std(tests[key]) if key in tests else "–" for key, title in columns.items()})
+    row.update({COST_COLUMNS[name][0]: cost_text(entry.records, name) for name in costs})
     row["Seeds"] = len(entry.records)
-    row["_order"] = tests["top1"].astype(float).mean() if "top1" in tests else float("nan")
+    row["_order"] = tests[order].astype(float).mean() if order in tests else float("nan")
     row["_label"] = describe(entry, differing)
     return row
 
 
-def leaderboard_markdown(records: Iterable[dict[str, Any]]) -> str:
-    """The whole leaderboard page: test accuracy (%) per shot group, mean ± std over seeds."""
+def leaderboard_markdown(
+    records: Iterable[Record], *, test_shift: bool = False, costs: Sequence[str] = ()
+) -> str:
+    """The whole leaderboard page: test accuracy (%) per shot group, mean ± std over seeds; with
+    `test_shift`, top-1 on each test-agnostic label shift instead; `costs` adds COST_COLUMNS."""
     selection = select(records)
-    lines = [
-        "# lt-bench leaderboard",
-        "",
-        "Test accuracy (%) from the run records, mean ± std over seeds. Many / Medium / Few are mean",
-        "per-class accuracies of classes with > 100 / 20–100 / < 20 training images; Overall is top-1.",
-        f"Generated by `lt-bench leaderboard` from {len(selection.records)} run records.",
-    ]
+    command = "lt-bench leaderboard" + (" --test-shift" if test_shift else "")
+    command += f" --columns {','.join(costs)}" if costs else ""
+    lines = ["# lt-bench leaderboard" + (": test-agnostic" if test_shift else ""), ""]
+    lines += TEST_SHIFT_INTRODUCTION if test_shift else INTRODUCTION
+    lines.append(f"Generated by `{command}` from {len(selection.records)} run records.")
+    if costs:
+        lines += COST_NOTE
     if selection.superseded:
         lines += [
             f"{selection.superseded} older records of the same configuration and seed were left out;",
             "the most recently finished one of each is used.",
         ]
-    tables = leaderboard_tables(selection.configurations)
-    if any(len(table.columns) > len(BASE_COLUMNS) for table in tables.values()):
+    columns, metrics, order = (
+        (SHIFT_COLUMNS, shift_accuracies, MEAN) if test_shift else (COLUMNS, test_metrics, "top1")
+    )
+    tables = leaderboard_tables(
+        selection.configurations, columns=columns, metrics=metrics, order=order, costs=costs
+    )
+    fixed = len(IDENTITY_COLUMNS) + len(columns) + len(costs) + 1
+    if any(len(table.columns) > fixed for table in tables.values()):
         lines += [
             "Each row is one configuration (its seeds pooled); the columns after Epochs are the",
             "settings in which the rows of its table differ.",
@@ -108,3 +168,22 @@ def leaderboard_markdown(records: Iterable[dict[str, Any]]) -> str:
     for title, table in tables.items():
         lines += ["", f"## {title}", "", table.to_markdown(index=False, disable_numparse=True)]
     return "\n".join(lines) + "\n"
+
+
+INTRODUCTION = [
+    "Test accuracy (%) from the run records, mean ± std over seeds. Many / Medium / Few are mean",
+    "per-class accuracies of classes with > 100 / 20–100 / < 20 training images; Overall is top-1.",
+]
+TEST_SHIFT_INTRODUCTION = [
+    "Top-1 test accuracy (%) when the test label distribution is itself long-tailed, mean ± std over",
+    "seeds: the test-agnostic protocol of LADE (Hong et al., CVPR 2021) and SADE (Zhang et al.,",
+    "NeurIPS 2022). With the classes ranked by training count, the class of rank r keeps",
+    "int(n · ρ^(−r/(C−1))) of its n test images (fwd ρ), the ranks reversed for bwd ρ; uniform is the",
+    "whole balanced test set (the leaderboard's Overall). Images are drawn per class with the data seed,",
+    "the same for every method, from the records' stored predictions. Mean is over the eleven columns.",
+]
+COST_NOTE = [
+    "Params: all parameters of backbone and head; FLOPs/image: one forward pass (torch's flop counter,",
+    "a multiply-add is 2 FLOPs); Images seen: training images over all stages; Device-hours: wall time",
+    "× processes over all stages. Mean over seeds; – where a record predates cost accounting.",
+]

@@ -19,6 +19,8 @@ from lt_bench.backbones import LongTailClassifier, accelerate, check_backbone_na
 from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
+from lt_bench.cost import model_footprint, run_cost
+from lt_bench.curves import EpochValidation, training_curve, validation_interval
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData, Split
 from lt_bench.data.files import default_num_workers
 from lt_bench.devices import describe_device, resolve_device
@@ -136,17 +138,17 @@ def run(config: RunConfig) -> dict[str, Any]:
     source = _knob_free_run(config)
     model, first_stage = _stage_model(config, method, backbone, context, device, load_first_stage=not source)
     plan = _stage_plan(config, method)
+    epoch_validation = _epoch_validation(paths, model, method, data, config, device, plan.epochs)
     if source is not None:
         retrain = "the same command without --knob, with --rerun"
         load_final_state(source.config, model, method, device, retrain=retrain)
         first_stage, kept_epoch = source.record.get("first_stage"), source.record.get("kept_epoch")
     else:
         _claim_folder(paths, config, code)  # after every check of the input: bad input leaves no folder
+    footprint = model_footprint(model, data.val, device)  # before torch.compile, which hides the ops
     accelerate(model, channels_last=config.channels_last, compile=config.compile, device=device)
-    best_epoch = None
+    best_epoch = epoch_validation.best_epoch
     if source is None:
-        if config.select == "best-val":
-            best_epoch = _best_epoch(paths, model, method, data, config, device)
         try:
             train(
                 model,
@@ -158,7 +160,7 @@ def run(config: RunConfig) -> dict[str, Any]:
                 log_path=paths.log,
                 extra_checkpoint={"config": config.identity(), "method_code": code},
                 checkpoint_seconds=config.checkpoint_seconds,
-                on_epoch_end=best_epoch,
+                on_epoch_end=epoch_validation,
             )
         except TrainingFailed as error:
             kept = f"the last good checkpoint is kept in {paths.folder}" if paths.checkpoint.exists() else ""
@@ -193,7 +195,17 @@ def run(config: RunConfig) -> dict[str, Any]:
         first_stage=first_stage,
         kept_epoch=kept_epoch,
         evaluated_from=source and source.config.run_id,
+        curve=source.record.get("curve", []) if source else training_curve(paths.log),
         **evaluation,
+    )
+    first_config = first_stage and config.replace(method=type(method).first_stage, knobs={})
+    record["cost"] = run_cost(
+        footprint,
+        images_seen=0 if source else len(data.train) // config.batch_size * config.batch_size * plan.epochs,
+        wall_time_s=record["wall_time_s"],
+        device=device,
+        builds_on=source.record if source else first_config and finished_record(first_config),
+        builds_on_timed=bool(first_stage and not first_stage["reused"] and not source),
     )
     try:
         write_record(config.output, record)
@@ -298,22 +310,32 @@ def search_knobs(
     return max(searched, key=lambda entry: entry["balanced_accuracy"]), searched
 
 
-def _best_epoch(
+def _epoch_validation(
     paths: RunPaths,
     model: LongTailClassifier,
     method: Method,
     data: LongTailedData,
     config: RunConfig,
     device: torch.device,
-) -> BestEpoch:
-    """The `--select best-val` hook: validation balanced accuracy after each epoch, best kept."""
+    epochs: int,
+) -> EpochValidation:
+    """The epoch-end hook: validation balanced accuracy (knobs searched as for the final test) for
+    the training curve, and under `--select best-val` after each epoch, the best epoch kept."""
     candidates = knob_candidates(method, config)
 
     def score() -> float:
-        features = _features(model, data.val, config, device)
-        return search_knobs(model, method, features, data, candidates)[0]["balanced_accuracy"]
+        with torch.random.fork_rng(devices=[]):  # a data loader may draw its seed from the global RNG
+            features = _features(model, data.val, config, device)
+            return search_knobs(model, method, features, data, candidates)[0]["balanced_accuracy"]
 
-    return BestEpoch(paths.best, model, method, score)
+    best_epoch = BestEpoch(paths.best, model, method) if config.select == "best-val" else None
+    return EpochValidation(
+        score,
+        every=validation_interval(epochs, config.val_every),
+        epochs=epochs,
+        best_epoch=best_epoch,
+        tensorboard=paths.folder / "tensorboard" if config.tensorboard else None,
+    )
 
 
 def _features(

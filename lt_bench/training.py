@@ -174,13 +174,14 @@ def train(
     log_path: Path,
     extra_checkpoint: dict[str, Any],
     checkpoint_seconds: float,
-    on_epoch_end: Callable[[int], None] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Train `model` from the step its checkpoint reached, checkpointing after every epoch and every
     `checkpoint_seconds` mid-epoch; an interrupted run continues exactly as if never stopped.
 
-    `on_epoch_end(epoch)` runs in the main process after each epoch's training, before its checkpoint
-    (so a run killed in between repeats the epoch and the call)."""
+    `on_epoch_end(entry)` runs in the main process after each epoch's training, before its checkpoint
+    (so a run killed in between repeats the epoch and the call), with the epoch's log entry, to which
+    it may add fields (validation accuracy)."""
     optimizer = make_optimizer(model, plan)
     scaler = grad_scaler(plan.precision, device)
     state = load_checkpoint(checkpoint_path, device)
@@ -268,7 +269,7 @@ def train(
                 continue
             if on_epoch_end is not None:
                 try:
-                    on_epoch_end(epoch)
+                    on_epoch_end(entry)
                 except OSError as error:
                     path = Path(error.filename) if error.filename else checkpoint_path.parent
                     raise CheckpointNotWritten(path, error, *_last_step(progress, steps)) from error

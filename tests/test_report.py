@@ -13,7 +13,15 @@ from lt_bench.records import iter_records
 from lt_bench.report import figures
 from lt_bench.report.bootstrap import PairedRun, paired_bootstrap
 from lt_bench.report.runs import Variant, group_runs
-from lt_bench.report.series import knob_curve, per_class_series, pooled_calibration, shot_bands
+from lt_bench.report.series import (
+    cost_point,
+    knob_curve,
+    per_class_series,
+    pooled_calibration,
+    shot_bands,
+    training_curve,
+)
+from lt_bench.test_shift import shift_accuracies
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +178,8 @@ def test_report_command_writes_the_page_and_the_figures_it_references(results, c
     text = page.read_text()
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert images == [
-        f"digits_lt/lt_small_cnn-1ep-ir10-{kind}.png" for kind in ("per-class", "calibration", "knobs")
+        f"digits_lt/lt_small_cnn-1ep-ir10-{kind}.png"
+        for kind in ("per-class", "calibration", "knobs", "curves", "cost")
     ]
     for image in images:
         assert (page.parent / image).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -204,3 +213,35 @@ def test_bad_report_requests_end_in_one_line_errors(results, capsys):
     error = capsys.readouterr().err
     assert "--baseline 'focal' has no finished runs on digits_lt; choose one of: causal_tde, ce" in error
     assert error.count("\n") == 1
+
+
+def test_training_curve_and_cost_point_are_means_over_the_seeds(variants):
+    runs = variants["ce"].runs
+    curve = training_curve(variants["ce"])
+    assert curve.epochs == [1] and curve.val_epochs == [1]
+    assert curve.loss == [pytest.approx(np.mean([run["curve"][0]["loss"] for run in runs]))]
+    assert curve.val_balanced_accuracy == [
+        pytest.approx(np.mean([run["curve"][0]["val_balanced_accuracy"] for run in runs]))
+    ]
+    point = cost_point(variants["ce"])
+    assert point.top1 == pytest.approx(np.mean([run["metrics"]["test"]["top1"] for run in runs]))
+    flops = [run["cost"]["flops_per_image"] * run["cost"]["images_seen"] for run in runs]
+    assert point.training_flops == pytest.approx(np.mean(flops))
+    older = Variant("ce", "ce", [{**runs[0], "cost": None, "curve": []}, runs[1]])
+    assert cost_point(older) is None
+    assert training_curve(Variant("ce", "ce", [{**runs[0], "curve": []}])) is None
+
+
+def test_the_report_has_the_test_agnostic_table(results):
+    assert main(["report", "--dataset", "digits_lt", "--output", str(results)]) == 0
+    text = (results / "report" / "digits_lt.md").read_text()
+    table = text.split("### Test-agnostic accuracy")[1].split("###")[0]
+    header = next(line for line in table.splitlines() if line.startswith("| Method"))
+    titles = [cell.strip() for cell in header.strip("|").split("|")]
+    row = next(line for line in table.splitlines() if line.startswith("| ce "))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    ce = sorted((r for r in iter_records(results) if r["method"] == "ce"), key=lambda r: r["seed"])
+    backward = [100 * shift_accuracies(r)["backward10"] for r in ce]
+    assert cells[titles.index("bwd 10")] == f"{np.mean(backward):.1f} ± {np.std(backward, ddof=1):.1f}"
+    top1 = [100 * r["metrics"]["test"]["top1"] for r in ce]
+    assert cells[titles.index("uniform")] == f"{np.mean(top1):.1f} ± {np.std(top1, ddof=1):.1f}"

@@ -13,7 +13,14 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from lt_bench.atomic import write_atomically  # noqa: E402
-from lt_bench.report.series import Calibration, KnobCurve, PerClassSeries, ShotBand  # noqa: E402
+from lt_bench.report.series import (  # noqa: E402
+    Calibration,
+    CostPoint,
+    KnobCurve,
+    PerClassSeries,
+    ShotBand,
+    TrainingCurve,
+)
 
 BAND_COLOURS = {"many": "#dbe9f6", "medium": "#fdf1d6", "few": "#f9dcdc"}
 CURVE_LABELS = {
@@ -148,6 +155,43 @@ def knob_figure(curves: dict[str, KnobCurve]) -> Figure:
     grid[0].set_ylabel("validation accuracy (%)")
     handles, labels = grid[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7)
+    return figure
+
+
+def curves_figure(curves: dict[str, tuple[int, TrainingCurve]]) -> Figure:
+    """Training loss, and training top-1 (solid) with validation balanced accuracy (dashed, dots),
+    against epoch; one colour per variant (its position in the setting), means over seeds."""
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for label, (index, curve) in curves.items():
+        style = {"color": colour(index), "linewidth": 1.3}
+        loss_axes.plot(curve.epochs, curve.loss, linestyle=line_style(index), label=label, **style)
+        accuracy_axes.plot(curve.epochs, [100 * a for a in curve.train_top1], **style)
+        accuracy_axes.plot(
+            curve.val_epochs, [100 * a for a in curve.val_balanced_accuracy], "--", marker=".", **style
+        )
+    loss_axes.set(xlabel="epoch", ylabel="training loss (mean over the epoch)", yscale="log")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(-3, 103))
+    accuracy_axes.plot([], [], "k-", label="training top-1")
+    accuracy_axes.plot([], [], "k--", marker=".", label="validation balanced accuracy")
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(True, which="both", alpha=0.3)
+    loss_axes.legend(fontsize=7)
+    accuracy_axes.legend(fontsize=7, loc="lower right")
+    return figure
+
+
+def cost_figure(points: dict[str, tuple[int, CostPoint]]) -> Figure:
+    """Test top-1 against training compute (forward FLOPs × images seen) and against device-hours."""
+    figure, grid = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+    for label, (index, point) in points.items():
+        for axes, x in zip(grid, (point.training_flops, point.device_hours), strict=True):
+            axes.scatter([x], [100 * point.top1], color=colour(index), s=30, zorder=3)
+            axes.annotate(label, (x, 100 * point.top1), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    grid[0].set(xlabel="training compute: forward FLOPs per image × images seen (log)", xscale="log")
+    grid[1].set(xlabel="device-hours, all stages (log)", xscale="log")
+    for axes in grid:
+        axes.set_ylabel("test top-1 (%)")
+        axes.grid(True, which="both", alpha=0.3)
     return figure
 
 

@@ -23,7 +23,15 @@ from lt_bench.report.bootstrap import (
     paired_bootstrap,
 )
 from lt_bench.report.runs import DatasetRuns, Record, Setting, Variant, group_runs
-from lt_bench.report.series import knob_curve, per_class_series, pooled_calibration, shot_bands
+from lt_bench.report.series import (
+    cost_point,
+    knob_curve,
+    per_class_series,
+    pooled_calibration,
+    shot_bands,
+    training_curve,
+)
+from lt_bench.test_shift import MEAN, SHIFTS, shift_accuracies
 
 # Plain cross-entropy: the reference every long-tail paper reports its gains against.
 REFERENCE_BASELINE = "ce"
@@ -180,20 +188,66 @@ def _setting_section(
     ]
     curves = {label: curve for label, v in variants.items() if (curve := knob_curve(v)) is not None}
     if curves:
-        knobs = figure_file("knobs", figures.knob_figure(curves))
-        lines += [
-            "",
-            "### Test-time knobs on validation",
-            "",
-            f"![validation accuracy against test-time knobs]({knobs})",
-            "",
+        lines += _figure_section(
+            "Test-time knobs on validation",
+            "validation accuracy against test-time knobs",
+            figure_file("knobs", figures.knob_figure(curves)),
             "Validation accuracy (mean over seeds) for each searched value; dotted lines mark the "
             "values the runs chose (highest validation balanced accuracy), and each panel's title "
             "says how many seeds chose each.",
-        ]
+        )
+    lines += _shift_section(variants)
+    colour_of = {label: index for index, label in enumerate(variants)}
+    training = {label: (colour_of[label], c) for label, v in variants.items() if (c := training_curve(v))}
+    if training:
+        lines += _figure_section(
+            "Training curves",
+            "training loss and accuracy against epoch",
+            figure_file("curves", figures.curves_figure(training)),
+            "Mean over seeds of each epoch's training loss and top-1 (on the augmented training "
+            "batches, as sampled by the method) and of the validation balanced accuracy where it was "
+            "measured (`--val-every`). A second stage's curve is its own epochs only.",
+        )
+    costs = {label: (colour_of[label], c) for label, v in variants.items() if (c := cost_point(v))}
+    if costs:
+        lines += _figure_section(
+            "Accuracy against cost",
+            "test top-1 against training compute and device-hours",
+            figure_file("cost", figures.cost_figure(costs)),
+            "Test top-1 (mean over seeds) against the training compute (one image's forward FLOPs, "
+            "torch's flop counter, × the training images seen over all stages) and the device-hours "
+            "(wall time × processes, all stages). Variants whose records predate cost accounting "
+            "are left out.",
+        )
     for baseline in _baselines_in(variants, compared_to):
         lines += _differences_section(variants, baseline)
     return lines
+
+
+def _figure_section(heading: str, description: str, image: str, caption: str) -> list[str]:
+    return ["", f"### {heading}", "", f"![{description}]({image})", "", caption]
+
+
+def _shift_section(variants: dict[str, Variant]) -> list[str]:
+    """Top-1 on the eleven test-agnostic label shifts, mean ± std over seeds."""
+    rows = []
+    for label, variant in variants.items():
+        accuracies = pd.DataFrame([shift_accuracies(run) for run in variant.runs])
+        row = {"Method": label, "Seeds": str(len(variant.runs))}
+        row.update({shift.title: mean_std(accuracies[shift.name]) for shift in SHIFTS})
+        row["Mean"] = mean_std(accuracies[MEAN])
+        rows.append(row)
+    return [
+        "",
+        "### Test-agnostic accuracy",
+        "",
+        "Top-1 when the test labels are themselves long-tailed like training (fwd ρ), uniform, or "
+        "the other way round (bwd ρ): the test-agnostic protocol of LADE (Hong et al., CVPR 2021) "
+        "and SADE (Zhang et al., NeurIPS 2022), subsampled class-wise from the balanced test split "
+        "with the data seed, the same images for every method (`lt-bench leaderboard --test-shift`).",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+    ]
 
 
 def _baselines_in(variants: dict[str, Variant], compared_to: Sequence[str]) -> list[str]:

@@ -120,3 +120,60 @@ def knob_curve(variant: Variant) -> KnobCurve | None:
 def _searched_knob(run: Record) -> str | None:
     searched = [name for name, values in run["knobs"]["candidates"].items() if len(values) > 1]
     return searched[0] if len(searched) == 1 else None
+
+
+@dataclass(frozen=True)
+class TrainingCurve:
+    """Per epoch, the mean over seeds of the training loss and top-1, and of the validation balanced
+    accuracy at the epochs where it was measured."""
+
+    epochs: list[int]
+    loss: list[float]
+    train_top1: list[float]
+    val_epochs: list[int]
+    val_balanced_accuracy: list[float]
+
+
+def training_curve(variant: Variant) -> TrainingCurve | None:
+    """The variant's curve from its records; None when no record has one (older lt-bench, or a stage
+    that trains nothing)."""
+    by_epoch: dict[int, list[dict]] = {}
+    for run in variant.runs:
+        for point in run.get("curve") or []:
+            by_epoch.setdefault(point["epoch"], []).append(point)
+    if not by_epoch:
+        return None
+    epochs = sorted(by_epoch)
+
+    def mean(epoch: int, name: str) -> float | None:
+        return mean_present([point.get(name) for point in by_epoch[epoch]])
+
+    validated = [epoch for epoch in epochs if mean(epoch, "val_balanced_accuracy") is not None]
+    return TrainingCurve(
+        epochs,
+        [mean(epoch, "loss") for epoch in epochs],
+        [mean(epoch, "train_top1") for epoch in epochs],
+        validated,
+        [mean(epoch, "val_balanced_accuracy") for epoch in validated],
+    )
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    """A variant's mean test top-1 against its training compute and device-hours (means over seeds)."""
+
+    top1: float
+    training_flops: float  # forward FLOPs per image × images seen in training, all stages
+    device_hours: float
+
+
+def cost_point(variant: Variant) -> CostPoint | None:
+    """None when a run lacks the cost block (records made before cost accounting)."""
+    costs = [run.get("cost") for run in variant.runs]
+    if any(cost is None for cost in costs):
+        return None
+    return CostPoint(
+        sum(run["metrics"]["test"]["top1"] for run in variant.runs) / len(variant.runs),
+        sum(cost["flops_per_image"] * cost["images_seen"] for cost in costs) / len(costs),
+        sum(cost["device_hours"] for cost in costs) / len(costs),
+    )
