@@ -98,7 +98,8 @@ def test_installed_plugin_gets_the_conformance_suite_for_free(plugin_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     passed = [line for line in result.stdout.splitlines() if "[label_smoothing] PASSED" in line]
-    assert len(passed) == 3, result.stdout
+    suite = (REPOSITORY / "tests" / "test_conformance.py").read_text()
+    assert len(passed) == suite.count("\ndef test_") >= 3, result.stdout  # every conformance test
 
 
 def _install(site: Path, package: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
