@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import pickle
 from pathlib import Path
+from typing import Any
 
 import safetensors
 import safetensors.torch
@@ -194,6 +195,18 @@ def create_backbone(
     if pretrained_file is not None:
         load_weights_file(model, Path(pretrained_file), name)
     return model
+
+
+def pretraining(backbone: nn.Module, *, pretrained: bool, weights_digest: str | None) -> dict[str, Any]:
+    """The record's account of the backbone's initial weights: none (from scratch), timm's published
+    weights (their tag, e.g. `openai` CLIP or `augreg_in21k`, and where timm fetches them), or a file."""
+    if pretrained:
+        settings = getattr(backbone, "pretrained_cfg", None) or {}
+        source = settings.get("hf_hub_id") or settings.get("url") or None
+        return {"weights": "timm", "tag": settings.get("tag") or None, "source": source}
+    if weights_digest is not None:
+        return {"weights": "file", "digest": weights_digest}
+    return {"weights": "none"}
 
 
 def _timm_model(name: str, in_chans: int, *, zero_init_last: bool, pretrained: bool) -> nn.Module:

@@ -74,6 +74,21 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--pretrained-file", metavar="PATH", help="start the backbone from a local state dict file"
     )
+    group.add_argument(
+        "--finetune",
+        choices=("full", "linear", "peft"),
+        help="what of the backbone trains: full (default), linear (frozen, features cached once: no "
+        "augmentation), peft (adapters in a ViT's blocks, the rest frozen)",
+    )
+    group.add_argument(
+        "--peft", choices=("lora", "adaptformer"), help="the adapter of --finetune peft (default adaptformer)"
+    )
+    group.add_argument(
+        "--peft-rank",
+        type=int,
+        metavar="R",
+        help="rank of LoRA / bottleneck of AdaptFormer (default: LIFT's 2^floor(log2(classes / 2·depth)))",
+    )
     place = parser.add_argument_group("data and output")
     place.add_argument("--data-seed", type=int, default=0, help="seed of the long-tailed subset (default 0)")
     place.add_argument("--data-root", help="folder holding the dataset's files")
@@ -131,6 +146,9 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         backbone=args.backbone,
         pretrained=args.pretrained or None,
         pretrained_file=args.pretrained_file,
+        finetune=args.finetune,
+        peft=args.peft,
+        peft_rank=args.peft_rank,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

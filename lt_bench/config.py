@@ -18,6 +18,11 @@ from lt_bench.precision import PRECISIONS, resolve_precision
 from lt_bench.protocol import PROTOCOLS
 
 SCHEDULES = ("cosine", "multistep")
+FINETUNE_MODES = ("full", "linear", "peft")  # what of the backbone trains: all, nothing, adapters
+PEFT_ADAPTERS = ("lora", "adaptformer")
+# Fine-tuning fields at these values stay out of a run's identity: runs from before they existed
+# (all full fine-tuning) keep their run ids.
+FINETUNE_DEFAULTS = {"finetune": "full", "peft": "adaptformer", "peft_rank": None}
 SELECTIONS = ("last", "best-val")
 # Fields that say where or how a run executes, not what it computes: not part of a run's identity.
 PLACEMENT_FIELDS = (
@@ -61,6 +66,9 @@ class RunConfig:
     lists_digest: str | None = None  # with custom_lists: a digest of the list files, so they name the run
     pretrained: bool = False  # start from timm's published weights of the backbone
     pretrained_digest: str | None = None  # digest of --pretrained-file's weights (the file names the run)
+    finetune: str = "full"  # full, linear (frozen backbone, cached features) or peft (adapters only)
+    peft: str = "adaptformer"  # with --finetune peft: the adapter inserted into each ViT block
+    peft_rank: int | None = None  # the adapters' rank / bottleneck; None: LIFT's rule from classes, depth
     precision: str = "fp32"  # the backbone's autocast: fp32, bf16 or fp16 (`auto` resolved before this)
     seed: int = 0
     data_seed: int = 0
@@ -84,6 +92,10 @@ class RunConfig:
         values = dataclasses.asdict(self)
         for name in PLACEMENT_FIELDS:
             values.pop(name)
+        adapters_unused = self.finetune != "peft"
+        for name, default in FINETUNE_DEFAULTS.items():
+            if values[name] == default or (adapters_unused and name != "finetune"):
+                values.pop(name)
         return values
 
     @property
@@ -239,6 +251,18 @@ def validate(config: RunConfig) -> None:
         (
             config.precision in PRECISIONS,
             f"--precision must be auto or one of {', '.join(PRECISIONS)}, got {config.precision!r}",
+        ),
+        (
+            config.finetune in FINETUNE_MODES,
+            f"--finetune must be one of {', '.join(FINETUNE_MODES)}, got {config.finetune!r}",
+        ),
+        (
+            config.peft in PEFT_ADAPTERS,
+            f"--peft must be one of {', '.join(PEFT_ADAPTERS)}, got {config.peft!r}",
+        ),
+        (
+            config.peft_rank is None or (isinstance(config.peft_rank, int) and config.peft_rank >= 1),
+            f"--peft-rank must be a whole number >= 1, got {config.peft_rank}",
         ),
         (
             config.val_every is None or (isinstance(config.val_every, int) and config.val_every >= 0),

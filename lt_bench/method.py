@@ -17,6 +17,7 @@ outside them is refused before anything runs. Unlisted knobs are unbounded.
 Method state that must survive a restart lives in `state_dict()` / `load_state_dict()`.
 (g) `paper`, `paper_recipes` and `reported` are data: the method's paper, how its official code
 trains it per dataset (used under `--protocol paper`) and the numbers its paper reports.
+(h) `head_from_features` methods set their head from the training set's features before training.
 """
 
 from __future__ import annotations
@@ -103,6 +104,14 @@ class Method:
 
     def inference_logits(self, head: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
         return head(features)
+
+    # (h) a head initialised from the training data
+    head_from_features: ClassVar[bool] = False  # True: the runner calls `initialise_head` before training
+
+    def initialise_head(self, head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> str:
+        """Set `head` from the eval-mode backbone features of every training image (no augmentation);
+        returns how, for the record (e.g. "class means")."""
+        raise NotImplementedError(f"{type(self).__name__} sets head_from_features without initialise_head")
 
     # (f) second stage
     def second_stage_epochs(self) -> int:

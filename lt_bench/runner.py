@@ -15,7 +15,13 @@ import torch
 
 from lt_bench import distributed
 from lt_bench.atomic import write_json
-from lt_bench.backbones import LongTailClassifier, accelerate, check_backbone_name, create_backbone
+from lt_bench.backbones import (
+    LongTailClassifier,
+    accelerate,
+    check_backbone_name,
+    create_backbone,
+    pretraining,
+)
 from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import RunConfig
@@ -26,6 +32,7 @@ from lt_bench.data.files import default_num_workers
 from lt_bench.devices import describe_device, resolve_device
 from lt_bench.errors import UnreadableImage, UserError
 from lt_bench.evaluation import classification_metrics
+from lt_bench.finetune import FeatureSplit, LinearProbe, prepare_backbone
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.method_code import method_code, recorded_digest
 from lt_bench.precision import check_precision
@@ -118,7 +125,16 @@ def run(config: RunConfig) -> dict[str, Any]:
         zero_init_last=config.zero_init_last,
         pretrained=config.pretrained,
         pretrained_file=Path(config.pretrained_file) if config.pretrained_file else None,
-    ).to(device)
+    )
+    finetuning = prepare_backbone(
+        backbone,
+        finetune=config.finetune,
+        peft=config.peft,
+        peft_rank=config.peft_rank,
+        num_classes=data.num_classes,
+        name=config.backbone,
+    )
+    backbone.to(device)
     _check_backbone_takes_images(backbone, data, config.backbone, device)
     context = MethodContext(
         dataset=config.dataset,
@@ -148,12 +164,22 @@ def run(config: RunConfig) -> dict[str, Any]:
     footprint = model_footprint(model, data.val, device)  # before torch.compile, which hides the ops
     accelerate(model, channels_last=config.channels_last, compile=config.compile, device=device)
     best_epoch = epoch_validation.best_epoch
+    head_init = source.record.get("head_init") if source else None
     if source is None:
+        train_features = None
+        if config.finetune == "linear" or method.head_from_features:
+            with torch.random.fork_rng(devices=[]):  # a data loader may draw its seed from the global RNG
+                train_features = _features(model, data.train, config, device)
+        if method.head_from_features:
+            head_init = method.initialise_head(model.head, train_features, data.train.labels.to(device))
+        trained, train_split = model, data.train
+        if config.finetune == "linear":
+            trained, train_split = LinearProbe(model), FeatureSplit(train_features, data.train.labels)
         try:
             train(
-                model,
+                trained,
                 method,
-                data.train,
+                train_split,
                 plan,
                 device=device,
                 checkpoint_path=paths.checkpoint,
@@ -196,6 +222,11 @@ def run(config: RunConfig) -> dict[str, Any]:
         kept_epoch=kept_epoch,
         evaluated_from=source and source.config.run_id,
         curve=source.record.get("curve", []) if source else training_curve(paths.log),
+        pretraining=pretraining(
+            backbone, pretrained=config.pretrained, weights_digest=config.pretrained_digest
+        ),
+        finetuning=finetuning,
+        **({"head_init": head_init} if head_init else {}),
         **evaluation,
     )
     first_config = first_stage and config.replace(method=type(method).first_stage, knobs={})
