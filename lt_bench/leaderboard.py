@@ -31,8 +31,18 @@ COST_COLUMNS = {
     "images": ("Images seen", "images_seen"),
     "hours": ("Device-hours", "device_hours"),
 }
-# Fields every table shows anyway: in its title (dataset, ratio, protocol) or as a column.
-SHOWN_FIELDS = ("dataset", "imbalance_ratio", "protocol", "method", "backbone", "epochs")
+# Fields every table shows anyway: in its title (dataset, ratio, protocol) or as a column (the
+# pretraining fields in the Pretraining column, shown whenever some record starts from weights).
+SHOWN_FIELDS = (
+    "dataset",
+    "imbalance_ratio",
+    "protocol",
+    "method",
+    "backbone",
+    "epochs",
+    "pretrained",
+    "pretrained_digest",
+)
 IDENTITY_COLUMNS = ("Method", "Backbone", "Epochs")
 
 
@@ -75,6 +85,20 @@ def cost_text(records: Sequence[Record], name: str) -> str:
     return f"{mean:.3g}" if name == "hours" else count_text(mean)
 
 
+def pretraining_text(record: Record) -> str:
+    """Where the backbone's initial weights came from: 'none' (from scratch), timm's tag of its
+    published weights (the pretraining data, e.g. 'openai', 'augreg_in21k'), or 'file <digest>'."""
+    block = record.get("pretraining")
+    if block is None:  # a record from before the pretraining block: its config says
+        config = record["config"]
+        if config.get("pretrained"):
+            return "timm"
+        return f"file {config['pretrained_digest']}" if config.get("pretrained_digest") else "none"
+    if block["weights"] == "timm":
+        return block.get("tag") or "timm"
+    return f"file {block['digest']}" if block["weights"] == "file" else "none"
+
+
 def leaderboard_tables(
     configurations: list[Configuration],
     *,
@@ -82,10 +106,12 @@ def leaderboard_tables(
     metrics: Metrics = test_metrics,
     order: str = "top1",
     costs: Sequence[str] = (),
+    pretraining: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Per dataset, imbalance ratio and protocol, a table with a row per configuration, best `order`
-    metric first; columns for the configuration fields that differ between its rows, then the
-    `metrics` named in `columns` (mean ± std in %), then the `costs` (COST_COLUMNS)."""
+    metric first; columns for the Pretraining (with `pretraining`) and the configuration fields that
+    differ between its rows, then the `metrics` named in `columns` (mean ± std in %), then the `costs`
+    (COST_COLUMNS)."""
     tables: dict[tuple, list[Configuration]] = {}
     for entry in configurations:
         values = entry.values
@@ -96,7 +122,9 @@ def leaderboard_tables(
     for dataset, ratio, protocol in sorted(tables, key=_table_order):
         rows = tables[dataset, ratio, protocol]
         differing = differing_fields(rows, shown=SHOWN_FIELDS)
-        frame = pd.DataFrame([_row(entry, differing, columns, metrics, order, costs) for entry in rows])
+        frame = pd.DataFrame(
+            [_row(entry, differing, columns, metrics, order, costs, pretraining) for entry in rows]
+        )
         frame = frame.sort_values(
             ["_order", "Method", "_label"], ascending=[False, True, True], kind="stable"
         )
@@ -118,6 +146,7 @@ def _row(
     metrics: Metrics,
     order: str,
     costs: Sequence[str],
+    pretraining: bool,
 ) -> dict[str, Any]:
     values = entry.values
     tests = pd.DataFrame([metrics(record) for record in entry.records])
@@ -126,6 +155,8 @@ def _row(
         "Backbone": values["backbone"],
         "Epochs": values["epochs"],
     }
+    if pretraining:
+        row["Pretraining"] = pretraining_text(entry.records[0])
     row.update({field_title(name): value_text(name, values.get(name)) for name in differing})
     row.update({title: mean_std(tests[key]) if key in tests else "–" for key, title in columns.items()})
     row.update({COST_COLUMNS[name][0]: cost_text(entry.records, name) for name in costs})
@@ -156,10 +187,18 @@ def leaderboard_markdown(
     columns, metrics, order = (
         (SHIFT_COLUMNS, shift_accuracies, MEAN) if test_shift else (COLUMNS, test_metrics, "top1")
     )
+    pretraining = any(pretraining_text(record) != "none" for record in selection.records)
+    if pretraining:
+        lines += PRETRAINING_NOTE
     tables = leaderboard_tables(
-        selection.configurations, columns=columns, metrics=metrics, order=order, costs=costs
+        selection.configurations,
+        columns=columns,
+        metrics=metrics,
+        order=order,
+        costs=costs,
+        pretraining=pretraining,
     )
-    fixed = len(IDENTITY_COLUMNS) + len(columns) + len(costs) + 1
+    fixed = len(IDENTITY_COLUMNS) + pretraining + len(columns) + len(costs) + 1
     if any(len(table.columns) > fixed for table in tables.values()):
         lines += [
             "Each row is one configuration (its seeds pooled); the columns after Epochs are the",
@@ -181,6 +220,11 @@ TEST_SHIFT_INTRODUCTION = [
     "int(n · ρ^(−r/(C−1))) of its n test images (fwd ρ), the ranks reversed for bwd ρ; uniform is the",
     "whole balanced test set (the leaderboard's Overall). Images are drawn per class with the data seed,",
     "the same for every method, from the records' stored predictions. Mean is over the eleven columns.",
+]
+PRETRAINING_NOTE = [
+    "Pretraining: none (trained from scratch on the table's data), the tag of timm's published weights",
+    "(their pretraining data, e.g. openai = CLIP's 400M image-text pairs, in21k = ImageNet-21k), or a",
+    "local weights file by digest. Rows with pretraining saw data beyond the long-tailed training set.",
 ]
 COST_NOTE = [
     "Params: all parameters of backbone and head; FLOPs/image: one forward pass (torch's flop counter,",
