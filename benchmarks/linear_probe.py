@@ -1,0 +1,57 @@
+"""Per-epoch training time of `--finetune linear` (head on cached features) against `--finetune full`.
+
+Both are real `lt-bench run`s of the same method, data and backbone in this one process, so they see
+the same machine load; the per-epoch time is the median of the epochs' training seconds from the run
+logs (validation passes are off). Linear mode also pays once per run for the cached features (one
+eval-mode pass over the training set, outside the epochs): the runs' wall times are shown too.
+
+    python benchmarks/linear_probe.py [--dataset digits_lt] [--backbone lt_small_cnn] [--epochs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from lt_bench.config import resolve_config
+from lt_bench.runner import RunPaths, run
+
+
+def epoch_seconds(mode: str, args: argparse.Namespace, output: Path) -> tuple[float, float]:
+    """The median training seconds per epoch of a `mode` run, and its wall time."""
+    config = resolve_config(
+        args.method,
+        args.dataset,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        finetune=mode,
+        output=str(output),
+        device="cpu",
+        val_every=0,
+    )
+    record = run(config)
+    log = [json.loads(line) for line in RunPaths.of(config).log.read_text().splitlines()]
+    return statistics.median(entry["seconds"] for entry in log), record["wall_time_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", default="ce")
+    parser.add_argument("--dataset", default="digits_lt")
+    parser.add_argument("--backbone", default="lt_small_cnn")
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        full, full_wall = epoch_seconds("full", args, Path(folder))
+        linear, linear_wall = epoch_seconds("linear", args, Path(folder))
+    print(f"{args.method} on {args.dataset}, {args.backbone}, {args.epochs} epochs, CPU")
+    print(f"full:   {full:.4f} s/epoch, run {full_wall:.1f} s")
+    print(f"linear: {linear:.4f} s/epoch, run {linear_wall:.1f} s (features cached once per run)")
+    print(f"linear is {full / linear:.1f}x faster per epoch")
+
+
+if __name__ == "__main__":
+    main()
