@@ -130,7 +130,7 @@ class Method:
 
     # (i) batch mixing
     def mixing_sample_order(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
-        """The epoch's index stream of a second batch per step, handed to `mix_batch`; None: no second batch."""
+        """The epoch's index stream of a second batch per step for `mix_batch`; None: no second batch."""
         return None
 
     def mix_batch(
