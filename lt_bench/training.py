@@ -35,6 +35,9 @@ from lt_bench.method import Method
 from lt_bench.precision import autocast, grad_scaler
 
 CHECK_EVERY_STEPS = 50  # the device-side record of a non-finite loss is read at least this often
+# Last parts of derived seeds (steps and epochs are never negative): the mixing batch's index stream of
+# an epoch, and a step's draws of `Method.mix_batch`.
+MIXING_ORDER, MIXING_DRAWS = -1, -2
 
 
 @dataclass(frozen=True)
@@ -149,13 +152,14 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
-def make_optimizer(model: nn.Module, plan: StagePlan) -> torch.optim.SGD:
-    """SGD with momentum (the confounder the TDE paper studies) over the trainable parameters."""
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    if not parameters:
-        parameters = [nn.Parameter(torch.zeros(0))]  # a stage with nothing to train still checkpoints
+def make_optimizer(model: nn.Module, plan: StagePlan, method: Method) -> torch.optim.SGD:
+    """SGD with momentum (the confounder the TDE paper studies) over the method's groups of trainable
+    parameters, each at the plan's weight decay unless the group sets its own."""
+    groups = [group for group in method.parameter_groups(model, plan.weight_decay) if group["params"]]
+    if not groups:  # a stage with nothing to train still checkpoints
+        groups = [{"params": [nn.Parameter(torch.zeros(0))]}]
     return torch.optim.SGD(
-        parameters,
+        groups,
         lr=plan.learning_rate(0),
         momentum=plan.momentum,
         weight_decay=plan.weight_decay,
@@ -182,7 +186,7 @@ def train(
     `on_epoch_end(entry)` runs in the main process after each epoch's training, before its checkpoint
     (so a run killed in between repeats the epoch and the call), with the epoch's log entry, to which
     it may add fields (validation accuracy)."""
-    optimizer = make_optimizer(model, plan)
+    optimizer = make_optimizer(model, plan, method)
     scaler = grad_scaler(plan.precision, device)
     state = load_checkpoint(checkpoint_path, device)
     if state is None:  # a fresh start draws from the run's seed and stage, never from process history
@@ -226,10 +230,13 @@ def train(
             if progress.step == 0:  # a mid-epoch checkpoint holds what on_epoch_start did
                 method.on_epoch_start(epoch, lr)
             order = method.sample_order(labels, torch.Generator().manual_seed(derived_seed(plan.seed, epoch)))
+            second_order = method.mixing_sample_order(
+                labels, torch.Generator().manual_seed(derived_seed(plan.seed, epoch, MIXING_ORDER))
+            )
             batches = [
                 (
                     _shard_seed(plan.seed, epoch, step),
-                    distributed.shard(order[step * plan.batch_size : (step + 1) * plan.batch_size]),
+                    _step_indices(order, second_order, step, plan, method.views),
                 )
                 for step in range(progress.step, steps)
             ]
@@ -237,15 +244,25 @@ def train(
             totals = DeviceTotals(progress, device)
             stream = split.batches(batches, train=True, device=device)
             for step, (images, targets) in enumerate(stream, start=progress.step):
+                images, targets, second = _split_views(
+                    images, targets, method.views, second_order is not None
+                )
+                rng = np.random.default_rng(derived_seed(plan.seed, plan.stage, epoch, step, MIXING_DRAWS))
+                mixed = method.mix_batch(images, targets, second, epoch, rng)
                 with autocast(plan.precision, device):  # the backbone only: see LongTailClassifier
-                    features, logits = network(images)
+                    features, logits = network(images if mixed is None else mixed.images)
                 method.on_train_features(features.detach())
-                loss = method.loss(logits, targets)
+                if mixed is None:
+                    loss = method.loss_with_features(logits, features, targets)
+                else:
+                    loss = method.mixed_loss(logits, mixed)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                totals.add(step, loss, logits, targets)  # no host sync: read below, every so often
+                with torch.no_grad():
+                    method.on_step_end(model)
+                totals.add(step, loss, logits[: len(targets)], targets)  # no host sync: read below
                 progress.add_step(len(targets))
                 display.step(epoch, progress.seen, time.perf_counter() - started)
                 due = time.monotonic() >= next_checkpoint and step + 1 < steps
@@ -367,6 +384,27 @@ def _parallel(model: nn.Module, device: torch.device) -> nn.Module:
     if not distributed.is_distributed() or not any(p.requires_grad for p in model.parameters()):
         return model
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _step_indices(
+    order: torch.Tensor, second_order: torch.Tensor | None, step: int, plan: StagePlan, views: int
+) -> torch.Tensor:
+    """This process's images of a step: its shard of the batch once per view, then its shard of the
+    mixing batch when there is one; loaded as one batch, each copy gets its own augmentation draw."""
+    window = slice(step * plan.batch_size, (step + 1) * plan.batch_size)
+    parts = [distributed.shard(order[window])] * views
+    if second_order is not None:
+        parts.append(distributed.shard(second_order[window]))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _split_views(
+    images: torch.Tensor, targets: torch.Tensor, views: int, mixing: bool
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """A loaded `_step_indices` batch as (the views' images, the batch's targets, the mixing batch)."""
+    size = len(targets) // (views + mixing)
+    second = (images[views * size :], targets[views * size :]) if mixing else None
+    return images[: views * size], targets[:size], second
 
 
 def _shard_seed(seed: int, epoch: int, step: int) -> int:
