@@ -9,7 +9,9 @@ The core calls these hooks in this order:
                  order = method.sample_order(labels, gen)    # (c) the epoch's index stream
         each step: method.on_train_features(features)       # (d) e.g. TDE's moving average
                    loss = method.loss(logits, targets)       # (b)
+                   method.combine_experts(logits)            # (i) the prediction the accuracy counts
     evaluation:  method.inference_logits(head, features, **knobs)  # (e) knobs picked on val
+    [adapts_at_test only] method.adapt_to_test(head, view, other_view, gen)  # (j) per test set
 
 (e) `test_time_knob_ranges` declares the values each knob may take (inclusive bounds); a `--knob`
 outside them is refused before anything runs. Unlisted knobs are unbounded.
@@ -18,6 +20,11 @@ Method state that must survive a restart lives in `state_dict()` / `load_state_d
 (g) `paper`, `paper_recipes` and `reported` are data: the method's paper, how its official code
 trains it per dataset (used under `--protocol paper`) and the numbers its paper reports.
 (h) `head_from_features` methods set their head from the training set's features before training.
+(i) A multi-expert head returns logits [batch, experts, classes]: `loss` receives them whole, and
+`combine_experts` turns them into the [batch, classes] logits of one prediction.
+(j) `adapts_at_test` methods learn test-time knobs from unlabelled test images, never their labels:
+per test set (the test split, each shifted set of `lt_bench.test_shift`), from the backbone features
+of two augmented views of its images; `inference_logits` on that set then also takes those knobs.
 """
 
 from __future__ import annotations
@@ -103,7 +110,23 @@ class Method:
         return {}
 
     def inference_logits(self, head: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
-        return head(features)
+        return self.combine_experts(head(features))
+
+    # (i) several experts
+    def combine_experts(self, head_output: torch.Tensor) -> torch.Tensor:
+        """The [batch, classes] logits of one prediction from the head's output (a multi-expert head's
+        [batch, experts, classes]); a single head's logits pass unchanged."""
+        return head_output
+
+    # (j) test-time adaptation on unlabelled test images
+    adapts_at_test: ClassVar[bool] = False  # True: the runner calls `adapt_to_test` per test set
+
+    def adapt_to_test(
+        self, head: nn.Module, view: torch.Tensor, other_view: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, float]:
+        """Knobs for `inference_logits` learnt from the eval-mode backbone features of two augmented
+        views of the same unlabelled test images (row i of each: image i); `generator` orders them."""
+        raise NotImplementedError(f"{type(self).__name__} sets adapts_at_test without adapt_to_test")
 
     # (h) a head initialised from the training data
     head_from_features: ClassVar[bool] = False  # True: the runner calls `initialise_head` before training
