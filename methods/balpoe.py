@@ -22,13 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
-from lt_bench.experts import ExpertHeads
-from lt_bench.method import METHODS, Method, MethodContext
-from lt_bench.methods.ldam import NormalisedLinear
-from lt_bench.methods.logit_adjustment import class_priors, logit_adjusted_loss
-from lt_bench.methods.sade import CIFAR_DEVIATIONS, CIFAR_OVERRIDES, SCALE
+from lt_bench.method import METHODS
+from lt_bench.methods.logit_adjustment import logit_adjusted_loss
+from lt_bench.methods.sade import CIFAR_DEVIATIONS, CIFAR_OVERRIDES, CosineExperts
 from lt_bench.protocol import Paper, PaperRecipe
 
 EXPERT_LAMBDAS = (0.0, 1.0, 2.0)  # "tau_list": [0, 1.0, 2.0] of the official configs
@@ -57,7 +54,7 @@ def balanced_experts_loss(
 
 
 @METHODS.register("balpoe")
-class BalPoE(Method):
+class BalPoE(CosineExperts):
     """Three logit-adjusted cosine experts (λ = 0, 1, 2) on a shared backbone, averaged at test."""
 
     description = "balanced product of logit-adjusted experts (Sanchez Aimar et al., CVPR 2023)"
@@ -74,16 +71,7 @@ class BalPoE(Method):
         )
     }
 
-    def __init__(self, context: MethodContext) -> None:
-        super().__init__(context)
-        self.class_priors = class_priors(context.class_counts)  # refuses empty classes up front
-
-    def build_head(self) -> nn.Module:
-        dim, classes = self.context.feature_dim, self.context.num_classes
-        return ExpertHeads([NormalisedLinear(dim, classes) for _ in EXPERT_LAMBDAS], scale=SCALE)
+    experts = tuple(f"lambda_{lam:g}" for lam in EXPERT_LAMBDAS)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return balanced_experts_loss(logits, targets, self.class_priors)
-
-    def combine_experts(self, head_output: torch.Tensor) -> torch.Tensor:
-        return head_output.mean(dim=1)

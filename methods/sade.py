@@ -23,6 +23,7 @@ distribution; here it adapts on the test images themselves, as the paper describ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -166,8 +167,26 @@ def weight_knobs(weights: Sequence[float]) -> dict[str, float]:
     return {f"weight_{name}": float(weight) for name, weight in zip(EXPERTS, weights, strict=True)}
 
 
+class CosineExperts(Method):
+    """Base of SADE and BalPoE (whose code builds on SADE's): one cosine classifier per expert,
+    scaled by s = 30, on the shared backbone; the experts' mean logits predict."""
+
+    experts: ClassVar[tuple[str, ...]] = EXPERTS  # one name per expert
+
+    def __init__(self, context: MethodContext) -> None:
+        super().__init__(context)
+        self.class_priors = class_priors(context.class_counts)  # refuses empty classes up front
+
+    def build_head(self) -> nn.Module:
+        dim, classes = self.context.feature_dim, self.context.num_classes
+        return ExpertHeads([NormalisedLinear(dim, classes) for _ in self.experts], scale=SCALE)
+
+    def combine_experts(self, head_output: torch.Tensor) -> torch.Tensor:
+        return head_output.mean(dim=1)
+
+
 @METHODS.register("sade")
-class SADE(Method):
+class SADE(CosineExperts):
     """Three skill-diverse cosine experts; their logits aggregated with weights learnt on the
     unlabelled test images (equal weights when none are given)."""
 
@@ -191,24 +210,13 @@ class SADE(Method):
     )
     adapts_at_test = True
 
-    def __init__(self, context: MethodContext) -> None:
-        super().__init__(context)
-        self.class_priors = class_priors(context.class_counts)  # refuses empty classes up front
-
-    def build_head(self) -> nn.Module:
-        dim, classes = self.context.feature_dim, self.context.num_classes
-        return ExpertHeads([NormalisedLinear(dim, classes) for _ in EXPERTS], scale=SCALE)
-
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return skill_diverse_loss(logits, targets, self.class_priors)
-
-    def combine_experts(self, head_output: torch.Tensor) -> torch.Tensor:
-        return head_output.mean(dim=1)
 
     def inference_logits(self, head: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
         if not knobs:
             return self.combine_experts(head(features))
-        weights = torch.tensor([knobs[f"weight_{name}"] for name in EXPERTS])
+        weights = torch.tensor([knobs[f"weight_{name}"] for name in self.experts])
         return weighted_experts(head(features), weights)
 
     def adapt_to_test(
