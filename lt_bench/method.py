@@ -13,7 +13,9 @@ The core calls these hooks in this order:
                    loss = method.loss_with_features(logits, features, targets)  # (b), (j): all views
                        or method.mixed_loss(logits, mixed)  # (i) when the batch was mixed
                    optimizer.step(); method.on_step_end(model)  # (k) e.g. MaxNorm projection
+                   method.combine_experts(logits)            # (l) the prediction the accuracy counts
     evaluation:  method.inference_logits(head, features, **knobs)  # (e) knobs picked on val
+    [adapts_at_test only] method.adapt_to_test(head, view, other_view, gen)  # (m) per test set
 
 (e) `test_time_knob_ranges` declares the values each knob may take (inclusive bounds); a `--knob`
 outside them is refused before anything runs. Unlisted knobs are unbounded.
@@ -30,6 +32,11 @@ pass; `loss_with_features` sees every view's logits and features (BCL's contrast
 decay; `on_step_end` runs after every optimizer step (a weight constraint).
 Every random draw of these hooks comes from the generators the core passes, seeded from the run's
 seed, stage, epoch and step, so a resumed run draws the same values.
+(l) A multi-expert head returns logits [batch, experts, classes]: `loss` receives them whole, and
+`combine_experts` turns them into the [batch, classes] logits of one prediction.
+(m) `adapts_at_test` methods learn test-time knobs from unlabelled test images, never their labels:
+per test set (the test split, each shifted set of `lt_bench.test_shift`), from the backbone features
+of two augmented views of its images; `inference_logits` on that set then also takes those knobs.
 """
 
 from __future__ import annotations
@@ -169,7 +176,23 @@ class Method:
         return {}
 
     def inference_logits(self, head: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
-        return head(features)
+        return self.combine_experts(head(features))
+
+    # (l) several experts
+    def combine_experts(self, head_output: torch.Tensor) -> torch.Tensor:
+        """The [batch, classes] logits of one prediction from the head's output (a multi-expert head's
+        [batch, experts, classes]); a single head's logits pass unchanged."""
+        return head_output
+
+    # (m) test-time adaptation on unlabelled test images
+    adapts_at_test: ClassVar[bool] = False  # True: the runner calls `adapt_to_test` per test set
+
+    def adapt_to_test(
+        self, head: nn.Module, view: torch.Tensor, other_view: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, float]:
+        """Knobs for `inference_logits` learnt from the eval-mode backbone features of two augmented
+        views of the same unlabelled test images (row i of each: image i); `generator` orders them."""
+        raise NotImplementedError(f"{type(self).__name__} sets adapts_at_test without adapt_to_test")
 
     # (h) a head initialised from the training data
     head_from_features: ClassVar[bool] = False  # True: the runner calls `initialise_head` before training

@@ -38,6 +38,7 @@ from lt_bench.method_code import method_code, recorded_digest
 from lt_bench.precision import check_precision
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
 from lt_bench.schedule import learning_rate
+from lt_bench.test_time import adapted_test
 from lt_bench.training import (
     StagePlan,
     TrainingFailed,
@@ -287,7 +288,13 @@ def evaluate(
     with torch.no_grad():
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
         test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
-        _finite(test_logits, "test", best["knobs"])
+    adaptation = {}
+    if method.adapts_at_test:  # (j) learnt from unlabelled test images, per test set
+        test_logits, adapted = adapted_test(
+            method, model, data, test_features, best["knobs"], config, EVAL_BATCH_SIZE
+        )
+        adaptation = {"test_adaptation": adapted}
+    _finite(test_logits, "test", best["knobs"])
     test_metrics = classification_metrics(test_logits, data.test.labels, data.class_counts, data.shot_rule)
     val_metrics = classification_metrics(val_logits, data.val.labels, data.class_counts, data.shot_rule)
     return {
@@ -302,6 +309,7 @@ def evaluate(
         },
         "test_labels": data.test.labels.tolist(),
         "test_predictions": test_logits.argmax(1).tolist(),
+        **adaptation,
     }
 
 

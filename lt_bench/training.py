@@ -262,7 +262,8 @@ def train(
                 scaler.update()
                 with torch.no_grad():
                     method.on_step_end(model)
-                totals.add(step, loss, logits[: len(targets)], targets)  # no host sync: read below
+                prediction_logits = method.combine_experts(logits[: len(targets)].detach())  # (l)
+                totals.add(step, loss, prediction_logits, targets)  # no host sync: read below
                 progress.add_step(len(targets))
                 display.step(epoch, progress.seen, time.perf_counter() - started)
                 due = time.monotonic() >= next_checkpoint and step + 1 < steps
@@ -416,13 +417,26 @@ def _shard_seed(seed: int, epoch: int, step: int) -> int:
 
 @torch.no_grad()
 def extract_features(
-    model: LongTailClassifier, split: Split, *, batch_size: int, device: torch.device, precision: str
+    model: LongTailClassifier,
+    split: Split,
+    *,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    augmentation_seed: int | None = None,
 ) -> torch.Tensor:
     """Eval-mode fp32 backbone features of every image of `split`, in split order, the backbone under
-    the autocast of `precision` as in training."""
+    the autocast of `precision` as in training; with `augmentation_seed`, of the images under the
+    training augmentation drawn from that seed."""
     model.backbone.eval()
     indices = torch.arange(len(split))
-    batches = [(0, indices[start : start + batch_size]) for start in range(0, len(split), batch_size)]
+    batches = [
+        (
+            0 if augmentation_seed is None else derived_seed(augmentation_seed, start),
+            indices[start : start + batch_size],
+        )
+        for start in range(0, len(split), batch_size)
+    ]
     with autocast(precision, device):
-        stream = split.batches(batches, train=False, device=device)
+        stream = split.batches(batches, train=augmentation_seed is not None, device=device)
         return torch.cat([model.features(images) for images, _ in stream])

@@ -31,6 +31,8 @@ PAPER_OF = {
     "logit_adjustment": "logit_adjustment",
     "logit_adjustment_posthoc": "logit_adjustment",
     "balanced_softmax": "balanced_softmax",
+    "sade": "sade",
+    "balpoe": "balpoe",
 }
 
 
@@ -62,7 +64,7 @@ def fields(config: RunConfig, names: dict) -> dict:
 # --- every recipe -------------------------------------------------------------------------------------
 
 
-def test_the_five_papers_cover_their_methods():
+def test_the_papers_cover_their_methods():
     assert {name: method.paper.key for name, method in METHODS.items() if method.paper} == PAPER_OF
     for name, method in METHODS.items():
         assert bool(method.paper) == bool(method.paper_recipes), name
@@ -370,3 +372,30 @@ def test_decoupling_rows_are_the_imagenet_lt_resnext50_table():
     top1 = {name: reported(name)[("imagenet_lt", None)].top1 for name in ("ce", "crt", "tau_norm", "lws")}
     assert top1 == {"ce": 44.4, "crt": 49.6, "tau_norm": 49.4, "lws": 49.9}
     assert reported("crt")[("imagenet_lt", None)].few == 27.4
+
+
+# --- SADE and BalPoE (BalPoE's code builds on SADE's CIFAR recipe) ----------------------------------
+
+
+@pytest.mark.parametrize("method", ["sade", "balpoe"])
+def test_sade_and_balpoe_cifar_rates_are_custom_lr(method):
+    # CustomLR (step1 160, step2 180, gamma 0.1, warmup 5), a LambdaLR stepped after each epoch:
+    # 0-based epoch e < 5 at 0.1·(e+1)/5, then 0.1, ×0.1 from epoch 160, ×0.01 from 180
+    config = paper_config(method, "cifar100_lt")
+    assert (config.backbone, config.batch_size, config.weight_decay, config.nesterov) == (
+        "resnet32_cifar", 128, 5e-4, True,
+    )  # fmt: skip
+    expected = [0.1 * (e + 1) / 5 if e < 5 else 0.1 * 0.1 ** ((e >= 160) + (e >= 180)) for e in range(200)]
+    assert rates(config) == pytest.approx(expected, rel=1e-12)
+
+
+def test_sade_imagenet_lt_rates_are_cosine_annealing_stepped_after_each_epoch():
+    config = paper_config("sade", "imagenet_lt")
+    assert (config.backbone, config.epochs, config.batch_size, config.nesterov) == (
+        "resnext50_32x4d",
+        180,
+        64,
+        True,
+    )
+    expected = [0.025 * (1 + math.cos(math.pi * e / 180)) / 2 for e in range(180)]
+    assert rates(config) == pytest.approx(expected, rel=1e-12)
