@@ -31,6 +31,7 @@ PAPER_OF = {
     "logit_adjustment": "logit_adjustment",
     "logit_adjustment_posthoc": "logit_adjustment",
     "balanced_softmax": "balanced_softmax",
+    "cmo": "cmo",
 }
 
 
@@ -201,6 +202,19 @@ def test_ldam_drw_rates_are_adjust_learning_rate():
     assert rates(paper_config("ldam_drw", "cifar100_lt")) == pytest.approx(
         [official(k) for k in range(1, 201)], rel=1e-12
     )
+
+
+# --- CMO (naver-ai/cmo) ----------------------------------------------------------------------------------
+
+
+def test_cmo_cifar100_is_its_cifar_train_py_ldam_drws_script_and_defaults():
+    # cifar_train.py's header: "original code: kaidic/LDAM-DRW cifar_train.py"; opts.py keeps its
+    # defaults (resnet32, 200 epochs, batch 128, lr 0.1, wd 2e-4) and adjust_learning_rate is the same.
+    cmo, ldam_drw = paper_config("cmo", "cifar100_lt"), paper_config("ldam_drw", "cifar100_lt")
+    assert cmo.identity() | {"method": "ldam_drw"} == ldam_drw.identity()
+    assert rates(cmo) == rates(ldam_drw)
+    (row,) = METHODS.get("cmo").reported
+    assert (row.dataset, row.imbalance_ratio, row.top1, row.backbone) == ("cifar100_lt", 100, 43.9, "ResNet-32")
 
 
 # --- Decoupling (facebookresearch/classifier-balancing) -----------------------------------------------
