@@ -63,7 +63,7 @@ def fields(config: RunConfig, names: dict) -> dict:
 # --- every recipe -------------------------------------------------------------------------------------
 
 
-def test_the_five_papers_cover_their_methods():
+def test_each_paper_covers_its_methods():
     assert {name: method.paper.key for name, method in METHODS.items() if method.paper} == PAPER_OF
     for name, method in METHODS.items():
         assert bool(method.paper) == bool(method.paper_recipes), name
