@@ -8,10 +8,10 @@ cos(x, w_j) without scale (`use_norm`), a projection MLP (Linear, BatchNorm, ReL
 of the features and another of the classifier rows, whose normalised outputs are the class
 prototypes. main.py's `train` loads three views of each image, projects all three, and computes
 α·CE(z + log π, y) on the first view's logits and β·L_BCL on the other two views' projections, with
-α = 1, β = 0.35, temperature 0.07 (main.py defaults). L_BCL (Eq. 6): each anchor's positives are the other view and the other images of its class
-and its class's prototype (class-complement: every class is in every batch); in the denominator each
-other sample counts 1/|its class in the batch, prototype included, less the anchor's own share|
-(class-averaging).
+α = 1, β = 0.35, temperature 0.07 (main.py defaults). L_BCL (Eq. 6): each anchor's positives are the
+other view and the other images of its class and its class's prototype (class-complement: every
+class is in every batch); in the denominator each other sample counts 1/|its class in the batch,
+prototype included, less the anchor's own share| (class-averaging).
 """
 
 from __future__ import annotations

@@ -251,7 +251,9 @@ def test_bcl_projection_heads_train_in_step_on_every_rank(tmp_path: Path) -> Non
     config = _exact_config(tmp_path).replace(method="bcl_keeping_weights", epochs=1)
     tmp_path.mkdir(exist_ok=True)
     _spawn(_bcl_worker, 2, config.to_json())
-    first, last = ([torch.load(tmp_path / f"{step}-rank{rank}.pt") for rank in (0, 1)] for step in ("first", "last"))
+    first, last = (
+        [torch.load(tmp_path / f"{step}-rank{rank}.pt") for rank in (0, 1)] for step in ("first", "last")
+    )
     final = torch.load(RunPaths.of(config).checkpoint, weights_only=False)["model"]
     projections = [name for name in final if "projection" in name and name in last[0]]
     assert len(projections) == 12  # two MLPs, each Linear, BatchNorm, Linear: a weight and a bias each

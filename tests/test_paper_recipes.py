@@ -214,7 +214,8 @@ def test_cmo_cifar100_is_its_cifar_train_py_ldam_drws_script_and_defaults():
     assert cmo.identity() | {"method": "ldam_drw"} == ldam_drw.identity()
     assert rates(cmo) == rates(ldam_drw)
     (row,) = METHODS.get("cmo").reported
-    assert (row.dataset, row.imbalance_ratio, row.top1, row.backbone) == ("cifar100_lt", 100, 43.9, "ResNet-32")
+    assert (row.dataset, row.imbalance_ratio, row.top1) == ("cifar100_lt", 100, 43.9)
+    assert row.backbone == "ResNet-32"
 
 
 # --- Decoupling (facebookresearch/classifier-balancing) -----------------------------------------------

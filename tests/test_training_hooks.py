@@ -90,7 +90,7 @@ def test_parameter_groups_set_each_groups_weight_decay_and_the_default_keeps_one
 
 
 def test_a_method_cannot_both_mix_batches_and_take_several_views():
-    with pytest.raises(TypeError, match="MixingTwoViews sets views = 2 and overrides mix_batch: batch mixing"):
+    with pytest.raises(TypeError, match="MixingTwoViews sets views = 2 and overrides mix_batch: batch mix"):
 
         class MixingTwoViews(ContextRichMinorityOversampling):
             views = 2
