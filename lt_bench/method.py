@@ -27,7 +27,8 @@ trains it per dataset (used under `--protocol paper`) and the numbers its paper 
 (i) Batch mixing: `mix_batch` may replace a step's images by a mixture (CutMix, mixup) whose loss is
 `mixed_loss`; a method that mixes in a second batch draws it from its own `mixing_sample_order`.
 (j) `views` > 1 feeds each image that many times, each with its own augmentation draw, in one forward
-pass; `loss_with_features` sees every view's logits and features (BCL's contrastive branch).
+pass; `loss_with_features` sees every view's logits and features (BCL's contrastive branch). A method
+may not both mix batches and take several views: defining one that does raises TypeError.
 (k) `parameter_groups` splits the trainable parameters into optimizer groups with their own weight
 decay; `on_step_end` runs after every optimizer step (a weight constraint).
 Every random draw of these hooks comes from the generators the core passes, seeded from the run's
@@ -95,6 +96,14 @@ class Method:
     reported: ClassVar[tuple[Reported, ...]] = ()
     # (e) each test-time knob's valid values, inclusive: {"alpha": (0.0, math.inf)}; unlisted: unbounded
     test_time_knob_ranges: ClassVar[Mapping[str, tuple[float, float]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.views > 1 and cls.mix_batch is not Method.mix_batch:
+            raise TypeError(
+                f"{cls.__qualname__} sets views = {cls.views} and overrides mix_batch: batch mixing "
+                "works on one view per image; mix one view or drop the extra views"
+            )
 
     def __init__(self, context: MethodContext) -> None:
         self.context = context

@@ -1,16 +1,17 @@
-"""Balanced contrastive learning (BCL): logit-adjusted CE plus a class-averaged, class-complemented
-supervised contrastive loss on two views.
+"""Balanced contrastive learning (BCL): logit-adjusted CE on one view plus a class-averaged,
+class-complemented supervised contrastive loss on two more views.
 
 Zhu, Wang, Chen, Chen & Jiang, "Balanced Contrastive Learning for Long-Tailed Visual Recognition",
 CVPR 2022 (official FlamieZhu/Balanced-Contrastive-Learning: loss/contrastive.py `BalSCL`,
 loss/logitadjust.py, models/resnext.py `BCLModel`, main.py). The head is a cosine classifier
 cos(x, w_j) without scale (`use_norm`), a projection MLP (Linear, BatchNorm, ReLU, Linear to 1024)
 of the features and another of the classifier rows, whose normalised outputs are the class
-prototypes. The loss is α·CE(z + log π, y) + β·L_BCL with α = 1, β = 0.35, temperature 0.07 (main.py
-defaults). L_BCL (Eq. 6): each anchor's positives are the other view and the other images of its class
-and its class's prototype (class-complement: every class is in every batch); in the denominator each
-other sample counts 1/|its class in the batch, prototype included, less the anchor's own share|
-(class-averaging).
+prototypes. main.py's `train` loads three views of each image, projects all three, and computes
+α·CE(z + log π, y) on the first view's logits and β·L_BCL on the other two views' projections, with
+α = 1, β = 0.35, temperature 0.07 (main.py defaults). L_BCL (Eq. 6): each anchor's positives are the
+other view and the other images of its class and its class's prototype (class-complement: every
+class is in every batch); in the denominator each other sample counts 1/|its class in the batch,
+prototype included, less the anchor's own share| (class-averaging).
 """
 
 from __future__ import annotations
@@ -94,14 +95,15 @@ class BalancedContrastiveHead(nn.Module):
 
 @METHODS.register("bcl")
 class BalancedContrastiveLearning(Method):
-    """Logit-adjusted CE on the first view plus β·L_BCL on both; predicts with the cosine logits.
+    """Logit-adjusted CE on the first view plus β·L_BCL on the second and third; predicts with the
+    cosine logits.
 
-    Beyond the shared recipe: two augmented views per image (twice the forward passes). The official
-    code feeds CE a third, RandAugment view and the contrastive branch two SimCLR-style views; here
-    every view has the dataset's augmentation and CE reads the first contrastive view."""
+    Beyond the shared recipe: three augmented views per image (three times the forward passes), as the
+    official code. Deviation: the official views are RandAugment (CE) and two SimCLR-style views
+    (contrastive); here every view is a draw of the dataset's own augmentation."""
 
-    description = "balanced contrastive learning on two views + logit-adjusted CE (Zhu et al., CVPR 2022)"
-    views = 2
+    description = "balanced contrastive learning + logit-adjusted CE on three views (Zhu et al., CVPR 2022)"
+    views = 3
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
@@ -116,5 +118,6 @@ class BalancedContrastiveLearning(Method):
         self, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         cross_entropy = logit_adjusted_loss(logits[: len(targets)], targets, self.class_priors)
-        contrastive = balanced_contrastive_loss(self.head.project(features), targets, self.head.prototypes())
+        projections = self.head.project(features)[len(targets) :]  # every view through the MLP's BatchNorm
+        contrastive = balanced_contrastive_loss(projections, targets, self.head.prototypes())
         return CE_WEIGHT * cross_entropy + CONTRASTIVE_WEIGHT * contrastive

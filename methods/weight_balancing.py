@@ -5,8 +5,9 @@ Alshammari, Wang, Ramanan & Kong, "Long-Tailed Recognition via Weight Balancing"
 weight decay tuned by grid search, 5e-3 on every parameter. Stage 2
 (demo2_second-stage-training.py) trains only the classifier (weight and bias) of the stage-1 model
 for 10 of stage 1's 320 epochs with weight decay 0.1 and the class-balanced loss (β = 0.9999, the
-"softmax" form of utils/class_balanced_loss.py), projecting the classifier rows after each step onto
-the ball of radius min‖w‖ + 0.1·(max‖w‖ − min‖w‖), the norms taken once from the stage-1 classifier
+"softmax" form of utils/class_balanced_loss.py), projecting the classifier rows at the end of each
+epoch's training (utils/trainval.py calls `pgdFunc.PGD` once per training phase) onto the ball of
+radius min‖w‖ + 0.1·(max‖w‖ − min‖w‖), the norms taken once from the stage-1 classifier
 (utils/regularizers.py `MaxNorm_via_PGD`, thresh 0.1; the bias is never projected).
 """
 
@@ -67,7 +68,7 @@ class CrossEntropyTunedWeightDecay(Method):
 
 @METHODS.register("weight_balancing")
 class WeightBalancing(Method):
-    """Stage 2: the stage-1 classifier alone, class-balanced loss, weight decay 0.1, MaxNorm each step."""
+    """Stage 2: the stage-1 classifier alone, class-balanced loss, weight decay 0.1, MaxNorm each epoch."""
 
     description = (
         "class-balanced classifier stage with MaxNorm and weight decay (Alshammari et al., CVPR 2022)"
@@ -79,6 +80,7 @@ class WeightBalancing(Method):
         self.class_weights = effective_number_weights(context.class_counts)
         self.classifier: nn.Linear | None = None
         self.radius = 0.0
+        self.steps_taken = 0  # of stage 2, to project after each epoch's last step
 
     def second_stage_epochs(self) -> int:
         stage_one, stage_two = OFFICIAL_EPOCHS
@@ -96,10 +98,12 @@ class WeightBalancing(Method):
         return softmax_class_balanced_loss(logits, targets, self.class_weights)
 
     def on_step_end(self, model: nn.Module) -> None:
-        self.classifier.weight.copy_(project_rows(self.classifier.weight, self.radius))
+        self.steps_taken += 1
+        if self.steps_taken % self.context.steps_per_epoch == 0:
+            self.classifier.weight.copy_(project_rows(self.classifier.weight, self.radius))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"radius": self.radius}
+        return {"radius": self.radius, "steps_taken": self.steps_taken}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.radius = state["radius"]
+        self.radius, self.steps_taken = state["radius"], state["steps_taken"]

@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lt_bench.method import Method, MethodContext, MixedBatch
 from lt_bench.methods.bal_bce import balanced_bce_loss
-from lt_bench.methods.bcl import balanced_contrastive_loss
+from lt_bench.methods.bcl import BalancedContrastiveLearning, balanced_contrastive_loss
 from lt_bench.methods.cmo import ContextRichMinorityOversampling, cutmix_box, mixes_in_epoch, paste_box
-from lt_bench.methods.weight_balancing import max_norm_radius, project_rows, softmax_class_balanced_loss
+from lt_bench.methods.weight_balancing import (
+    WeightBalancing,
+    max_norm_radius,
+    project_rows,
+    softmax_class_balanced_loss,
+)
 
 
 def _context(epochs: int = 10) -> MethodContext:
@@ -36,6 +42,24 @@ def test_max_norm_projects_only_rows_beyond_the_radius_from_the_stage_one_norms(
     assert radius == pytest.approx(1.0 + 0.1 * (5.0 - 1.0))
     projected = project_rows(torch.tensor([[3.0, 4.0], [0.6, 0.8]]), radius)
     assert torch.allclose(projected, torch.tensor([[0.84, 1.12], [0.6, 0.8]]))
+
+
+def test_weight_balancing_projects_the_classifier_after_each_epochs_last_step_only():
+    # As the official trainval.py, which calls MaxNorm's PGD once per training phase; 3 steps an epoch.
+    method = WeightBalancing(MethodContext("digits_lt", 2, (30, 10), 2, 10, 3, 0.1))
+    model = nn.ModuleDict({"backbone": nn.Linear(2, 2), "head": nn.Linear(2, 2)})
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))  # norms 1, 3: radius 1.2
+        method.prepare_second_stage(model)
+        model.head.weight.copy_(torch.tensor([[3.0, 4.0], [0.0, 1.0]]))
+        for _ in range(2):
+            method.on_step_end(model)
+        assert torch.equal(model.head.weight, torch.tensor([[3.0, 4.0], [0.0, 1.0]]))
+        method.on_step_end(model)  # the epoch's last step: the row of norm 5 is scaled to 1.2
+    assert torch.allclose(model.head.weight, torch.tensor([[0.72, 0.96], [0.0, 1.0]]))
+    restored = WeightBalancing(method.context)
+    restored.load_state_dict(method.state_dict())
+    assert (restored.radius, restored.steps_taken) == (pytest.approx(1.2), 3)
 
 
 def test_softmax_class_balanced_loss_weights_every_entry_by_the_targets_class():
@@ -109,3 +133,20 @@ def test_balanced_contrastive_loss_matches_its_unbatched_definition():
         positives = [k for k in others if labels[k] == labels[i]]
         total += -sum(scores[k] - math.log(denominator) for k in positives) / len(positives)
     assert balanced_contrastive_loss(views, targets, prototypes).item() == pytest.approx(total / 6, rel=1e-4)
+
+
+def test_bcl_takes_ce_from_the_first_view_and_the_contrastive_loss_from_the_other_two():
+    # As the official main.py: CE on the first of three views' logits, L_BCL on the projections of the
+    # second and third. With the projection's BatchNorm on running statistics the views are separable.
+    method = BalancedContrastiveLearning(MethodContext("digits_lt", 2, (30, 10), 4, 10, 5, 0.1))
+    method.build_head().eval()
+    assert method.views == 3
+    generator = torch.Generator().manual_seed(0)
+    logits, features = torch.randn(6, 2, generator=generator), torch.randn(6, 4, generator=generator)
+    targets = torch.tensor([0, 1])
+    loss = method.loss_with_features(logits, features, targets)
+    other_first_features = torch.cat([torch.randn(2, 4, generator=generator), features[2:]])
+    other_later_logits = torch.cat([logits[:2], torch.randn(4, 2, generator=generator)])
+    assert method.loss_with_features(logits, other_first_features, targets) == loss
+    assert method.loss_with_features(other_later_logits, features, targets) == loss
+    assert method.loss_with_features(logits, features.flip(0), targets) != loss

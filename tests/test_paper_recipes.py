@@ -33,6 +33,7 @@ PAPER_OF = {
     "balanced_softmax": "balanced_softmax",
     "sade": "sade",
     "balpoe": "balpoe",
+    "cmo": "cmo",
 }
 
 
@@ -64,7 +65,7 @@ def fields(config: RunConfig, names: dict) -> dict:
 # --- every recipe -------------------------------------------------------------------------------------
 
 
-def test_the_papers_cover_their_methods():
+def test_each_paper_covers_its_methods():
     assert {name: method.paper.key for name, method in METHODS.items() if method.paper} == PAPER_OF
     for name, method in METHODS.items():
         assert bool(method.paper) == bool(method.paper_recipes), name
@@ -203,6 +204,20 @@ def test_ldam_drw_rates_are_adjust_learning_rate():
     assert rates(paper_config("ldam_drw", "cifar100_lt")) == pytest.approx(
         [official(k) for k in range(1, 201)], rel=1e-12
     )
+
+
+# --- CMO (naver-ai/cmo) ----------------------------------------------------------------------------------
+
+
+def test_cmo_cifar100_is_its_cifar_train_py_ldam_drws_script_and_defaults():
+    # cifar_train.py's header: "original code: kaidic/LDAM-DRW cifar_train.py"; opts.py keeps its
+    # defaults (resnet32, 200 epochs, batch 128, lr 0.1, wd 2e-4) and adjust_learning_rate is the same.
+    cmo, ldam_drw = paper_config("cmo", "cifar100_lt"), paper_config("ldam_drw", "cifar100_lt")
+    assert cmo.identity() | {"method": "ldam_drw"} == ldam_drw.identity()
+    assert rates(cmo) == rates(ldam_drw)
+    (row,) = METHODS.get("cmo").reported
+    assert (row.dataset, row.imbalance_ratio, row.top1) == ("cifar100_lt", 100, 43.9)
+    assert row.backbone == "ResNet-32"
 
 
 # --- Decoupling (facebookresearch/classifier-balancing) -----------------------------------------------

@@ -87,3 +87,10 @@ def test_parameter_groups_set_each_groups_weight_decay_and_the_default_keeps_one
     before = model.bias.detach().clone(), model.weight.detach().clone()
     grouped.step()  # zero gradients: only the decay moves a weight
     assert torch.equal(model.bias, before[0]) and not torch.equal(model.weight, before[1])
+
+
+def test_a_method_cannot_both_mix_batches_and_take_several_views():
+    with pytest.raises(TypeError, match="MixingTwoViews sets views = 2 and overrides mix_batch: batch mix"):
+
+        class MixingTwoViews(ContextRichMinorityOversampling):
+            views = 2
