@@ -49,7 +49,8 @@ def test_csv_round_trips_with_one_row_per_finished_run(results, capsys):
         assert row["val_balanced_accuracy"] == record["metrics"]["val"]["balanced_accuracy"]
         assert row["shift_backward50"] == shift_accuracies(record)["backward50"]
         assert row["config_protocol"] == "shared" and row["config_epochs"] == 30
-        assert pd.isna(row["cost_flops_per_image"])  # these records predate cost accounting
+        assert row["cost_flops_per_image"] == record["cost"]["flops_per_image"]
+        assert row["cost_images_seen"] == record["cost"]["images_seen"]
     assert runs.groupby("method")["configuration"].nunique().eq(1).all()
     assert list(per_class.columns) == list(PER_CLASS_COLUMNS)
     assert len(per_class) == 10 * len(records)
