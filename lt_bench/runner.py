@@ -36,6 +36,7 @@ from lt_bench.finetune import FeatureSplit, LinearProbe, prepare_backbone
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.method_code import method_code, recorded_digest
 from lt_bench.precision import check_precision
+from lt_bench.pretrained_input import fit_input, pretrained_input
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
 from lt_bench.schedule import learning_rate
 from lt_bench.training import (
@@ -126,6 +127,11 @@ def run(config: RunConfig) -> dict[str, Any]:
         pretrained=config.pretrained,
         pretrained_file=Path(config.pretrained_file) if config.pretrained_file else None,
     )
+    model_input = pretrained_input(
+        backbone, data.in_chans, starts_pretrained=config.pretrained or config.pretrained_file is not None
+    )
+    if model_input is not None:
+        data = fit_input(data, model_input)
     finetuning = prepare_backbone(
         backbone,
         finetune=config.finetune,
@@ -226,6 +232,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             backbone, pretrained=config.pretrained, weights_digest=config.pretrained_digest
         ),
         finetuning=finetuning,
+        **({"input": model_input.describe()} if model_input else {}),
         **({"head_init": head_init} if head_init else {}),
         **evaluation,
     )

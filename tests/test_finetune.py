@@ -5,6 +5,7 @@ pretrained model; a state dict saved from it stands in for published weights (`-
 """
 
 import copy
+import json
 import shutil
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from timm.models.vision_transformer import VisionTransformer
 from lt_bench.backbones import create_backbone
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import resolve_config
+from lt_bench.data.base import TensorSplit
 from lt_bench.errors import UserError
 from lt_bench.finetune import prepare_backbone
 from lt_bench.leaderboard import leaderboard_markdown
 from lt_bench.peft import lift_rank
+from lt_bench.pretrained_input import ModelInput, pretrained_input
 from lt_bench.records import iter_records, record_path
 from lt_bench.runner import RunPaths, run
 
@@ -33,6 +36,24 @@ def finetune_test_vit(pretrained=False, num_classes=0, in_chans=1, **kwargs):
         img_size=8, patch_size=2, in_chans=in_chans, num_classes=num_classes, embed_dim=WIDTH,
         depth=DEPTH, num_heads=2, mlp_ratio=2.0,
     )  # fmt: skip
+
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+@register_model
+def finetune_test_clip_vit(pretrained=False, num_classes=0, in_chans=1, **kwargs):
+    """A tiny ViT whose pretrained config, like a CLIP ViT's, asks for larger images and CLIP's mean
+    and std (16×16, bicubic; the digits are 8×8)."""
+    model = VisionTransformer(
+        img_size=16, patch_size=4, in_chans=in_chans, num_classes=num_classes, embed_dim=WIDTH,
+        depth=DEPTH, num_heads=2, mlp_ratio=2.0,
+    )  # fmt: skip
+    model.pretrained_cfg = {
+        "input_size": (3, 16, 16), "mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic",
+        "crop_pct": 0.9,
+    }  # fmt: skip
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +165,7 @@ def test_lift_with_peft_trains_only_the_adapters_and_the_head_and_resumes_exactl
     assert record["pretraining"] == {"weights": "file", "digest": config.pretrained_digest}
     assert record["finetuning"]["adapter_parameters"] == DEPTH * 181
     assert record["head_init"] == "class means"
+    assert "input" not in record  # a model without a pretrained config keeps the dataset's input
     head = CLASSES * WIDTH  # LIFT's cosine head: no bias
     assert record["cost"]["trainable_parameters"] == DEPTH * 181 + head
 
@@ -213,3 +235,60 @@ def test_leaderboard_shows_pretraining_only_when_a_record_is_pretrained():
     ]
     assert "| openai " in page and "| none " in page
     assert "openai = CLIP's 400M image-text pairs" in page
+
+
+@pytest.fixture(scope="module")
+def clip_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(2)
+    path = tmp_path_factory.mktemp("weights") / "tiny_clip_vit.pth"
+    torch.save(create_backbone("finetune_test_clip_vit", 1).state_dict(), path)
+    return path
+
+
+def test_the_input_comes_from_the_pretrained_config_of_a_pretrained_run_only():
+    backbone = create_backbone("finetune_test_clip_vit", 3)
+    assert pretrained_input(backbone, 3, starts_pretrained=True) == ModelInput(
+        size=(16, 16), mean=CLIP_MEAN, std=CLIP_STD, interpolation="bicubic", crop_pct=0.9
+    )
+    grey = pretrained_input(backbone, 1, starts_pretrained=True)
+    assert grey.mean == pytest.approx((0.449164,), abs=1e-6)  # (0.48145 + 0.45783 + 0.40821) / 3
+    assert grey.std == pytest.approx((0.268570,), abs=1e-6)  # (0.26863 + 0.26130 + 0.27578) / 3
+    assert pretrained_input(backbone, 3, starts_pretrained=False) is None  # from scratch: as before
+    assert pretrained_input(create_backbone("finetune_test_vit", 1), 1, starts_pretrained=True) is None
+
+
+def test_in_memory_images_are_resized_after_augmentation_then_normalised():
+    images = torch.full((2, 1, 4, 4), 51, dtype=torch.uint8)  # 51 / 255 = 0.2 everywhere
+    split = TensorSplit(images, torch.tensor([0, 1]), (0.5,), (0.25,), resize=(9, 9), interpolation="bicubic")
+    batch, _ = next(iter(split.batches([(0, torch.tensor([0, 1]))], train=True, device=torch.device("cpu"))))
+    assert batch.shape == (2, 1, 9, 9)
+    torch.testing.assert_close(batch, torch.full((2, 1, 9, 9), -1.2))  # (0.2 − 0.5) / 0.25
+
+
+def test_lift_on_a_pretrained_vit_whose_config_asks_for_another_input_size_trains_end_to_end(
+    clip_weights, tmp_path
+):
+    config = resolve_config(
+        "lift", "digits_lt", backbone="finetune_test_clip_vit", pretrained_file=str(clip_weights),
+        output=str(tmp_path), device="cpu", epochs=1, finetune="peft",
+    )  # fmt: skip
+    record = run(config)
+    assert record["status"] == "finished"
+    assert json.loads(json.dumps(record["input"])) == {
+        "source": "timm pretrained config",
+        "size": [16, 16],
+        "mean": [pytest.approx(0.449164, abs=1e-6)],
+        "std": [pytest.approx(0.268570, abs=1e-6)],
+        "interpolation": "bicubic",
+        "crop_pct": 0.9,
+    }
+
+
+def test_the_lift_command_of_the_readme_offline_stops_with_one_line_naming_pretrained_file(tmp_path):
+    config = resolve_config(
+        "lift", "digits_lt", backbone="vit_base_patch16_clip_224.openai", pretrained=True,
+        finetune="peft", output=str(tmp_path), device="cpu", epochs=1,
+    )  # fmt: skip
+    with pytest.raises(UserError, match="pass --pretrained-file PATH instead") as error:
+        run(config)
+    assert "\n" not in str(error.value)
