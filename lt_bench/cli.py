@@ -89,6 +89,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help="rank of LoRA / bottleneck of AdaptFormer (default: LIFT's 2^floor(log2(classes / 2·depth)))",
     )
+    group.add_argument(
+        "--test-crops",
+        type=int,
+        choices=(1, 5, 10),  # lt_bench.test_crops.CROP_COUNTS
+        help="average the test logits over 5 crops of each image enlarged by 24/224 (10: and their "
+        "mirror images), as LIFT's test-time ensembling; default 1 (no ensembling)",
+    )
     place = parser.add_argument_group("data and output")
     place.add_argument("--data-seed", type=int, default=0, help="seed of the long-tailed subset (default 0)")
     place.add_argument("--data-root", help="folder holding the dataset's files")
@@ -149,6 +156,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         finetune=args.finetune,
         peft=args.peft,
         peft_rank=args.peft_rank,
+        test_crops=args.test_crops,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -39,6 +39,7 @@ from lt_bench.precision import check_precision
 from lt_bench.pretrained_input import fit_input, pretrained_input
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
 from lt_bench.schedule import learning_rate
+from lt_bench.test_crops import average_views
 from lt_bench.training import (
     StagePlan,
     TrainingFailed,
@@ -288,12 +289,13 @@ def evaluate(
 ) -> dict[str, Any]:
     """Pick the test-time knobs on the validation split, then measure the test split with them."""
     val_features = _features(model, data.val, config, device)
-    test_features = _features(model, data.test, config, device)
+    test_features = _features(model, data.test, config, device, crops=config.test_crops)
     candidates = knob_candidates(method, config)
     best, searched = search_knobs(model, method, val_features, data, candidates)
     with torch.no_grad():
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
         test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
+        test_logits = average_views(test_logits, config.test_crops)
         _finite(test_logits, "test", best["knobs"])
     test_metrics = classification_metrics(test_logits, data.test.labels, data.class_counts, data.shot_rule)
     val_metrics = classification_metrics(val_logits, data.val.labels, data.class_counts, data.shot_rule)
@@ -377,11 +379,13 @@ def _epoch_validation(
 
 
 def _features(
-    model: LongTailClassifier, split: Split, config: RunConfig, device: torch.device
+    model: LongTailClassifier, split: Split, config: RunConfig, device: torch.device, crops: int = 1
 ) -> torch.Tensor:
-    """Eval-mode features of `split`, the backbone under the run's autocast."""
+    """Eval-mode features of `split` (of each image's `crops` views), the backbone under the run's
+    autocast; a forward pass takes about EVAL_BATCH_SIZE views whatever the crops."""
+    batch_size = max(1, EVAL_BATCH_SIZE // crops)
     return extract_features(
-        model, split, batch_size=EVAL_BATCH_SIZE, device=device, precision=config.precision
+        model, split, batch_size=batch_size, device=device, precision=config.precision, crops=crops
     )
 
 

@@ -33,6 +33,7 @@ from lt_bench.data.base import Split
 from lt_bench.errors import UnreadableImage
 from lt_bench.method import Method
 from lt_bench.precision import autocast, grad_scaler
+from lt_bench.test_crops import crop_views
 
 CHECK_EVERY_STEPS = 50  # the device-side record of a non-finite loss is read at least this often
 
@@ -378,13 +379,20 @@ def _shard_seed(seed: int, epoch: int, step: int) -> int:
 
 @torch.no_grad()
 def extract_features(
-    model: LongTailClassifier, split: Split, *, batch_size: int, device: torch.device, precision: str
+    model: LongTailClassifier,
+    split: Split,
+    *,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    crops: int = 1,
 ) -> torch.Tensor:
     """Eval-mode fp32 backbone features of every image of `split`, in split order, the backbone under
-    the autocast of `precision` as in training."""
+    the autocast of `precision` as in training; with `crops` > 1, those of each image's crops in turn
+    (`lt_bench.test_crops.crop_views`)."""
     model.backbone.eval()
     indices = torch.arange(len(split))
     batches = [(0, indices[start : start + batch_size]) for start in range(0, len(split), batch_size)]
     with autocast(precision, device):
         stream = split.batches(batches, train=False, device=device)
-        return torch.cat([model.features(images) for images, _ in stream])
+        return torch.cat([model.features(crop_views(images, crops)) for images, _ in stream])
