@@ -2,6 +2,7 @@
 
 A tiny ViT (8×8 digits, 2×2 patches, width 16, 2 blocks) registered in timm stands in for a
 pretrained model; a state dict saved from it stands in for published weights (`--pretrained-file`).
+A second one's pretrained config asks for 16×16 images and CLIP's mean and std: the input is fitted.
 """
 
 import copy
@@ -11,18 +12,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 
 from lt_bench.backbones import create_backbone
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import resolve_config
-from lt_bench.data.base import TensorSplit
+from lt_bench.data.base import LongTailedData, TensorSplit
+from lt_bench.data.files import FileSplit
+from lt_bench.data.split_lists import Origins
 from lt_bench.errors import UserError
 from lt_bench.finetune import prepare_backbone
 from lt_bench.leaderboard import leaderboard_markdown
 from lt_bench.peft import lift_rank
-from lt_bench.pretrained_input import ModelInput, pretrained_input
+from lt_bench.pretrained_input import ModelInput, fit_input, pretrained_input
 from lt_bench.records import iter_records, record_path
 from lt_bench.runner import RunPaths, run
 
@@ -292,3 +296,20 @@ def test_the_lift_command_of_the_readme_offline_stops_with_one_line_naming_pretr
     with pytest.raises(UserError, match="pass --pretrained-file PATH instead") as error:
         run(config)
     assert "\n" not in str(error.value)
+
+
+def test_image_files_are_cropped_to_the_model_input_and_normalised_with_its_mean(tmp_path):
+    path = tmp_path / "grey.png"
+    Image.new("RGB", (40, 30), (51, 51, 51)).save(path)  # 0.2 in every channel
+    split = FileSplit([str(path)] * 2, torch.tensor([0, 1]), Origins(tmp_path / "list.txt"), None, None)
+    data = LongTailedData("files", 2, split, split, split, [1, 1], in_chans=3)
+    model_input = ModelInput(
+        size=(16, 16), mean=(0.5, 0.4, 0.2), std=(0.25, 0.5, 0.1), interpolation="bilinear", crop_pct=0.9
+    )
+    fitted = fit_input(data, model_input)
+    batches = [(0, torch.tensor([0, 1]))]
+    for train in (True, False):
+        images, _ = next(iter(fitted.test.batches(batches, train=train, device=torch.device("cpu"))))
+        assert images.shape == (2, 3, 16, 16)
+        expected = torch.tensor([(0.2 - 0.5) / 0.25, (0.2 - 0.4) / 0.5, (0.2 - 0.2) / 0.1])  # −1.2, −0.4, 0
+        torch.testing.assert_close(images, expected.view(1, 3, 1, 1).expand(2, 3, 16, 16), atol=1e-6, rtol=0)
