@@ -29,6 +29,7 @@ from lt_bench.peft import lift_rank
 from lt_bench.pretrained_input import ModelInput, fit_input, pretrained_input
 from lt_bench.records import iter_records, record_path
 from lt_bench.runner import RunPaths, run
+from tests.test_data_cifar import write_cifar10
 
 WIDTH, DEPTH, CLASSES = 16, 2, 10
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -313,3 +314,20 @@ def test_image_files_are_cropped_to_the_model_input_and_normalised_with_its_mean
         assert images.shape == (2, 3, 16, 16)
         expected = torch.tensor([(0.2 - 0.5) / 0.25, (0.2 - 0.4) / 0.5, (0.2 - 0.2) / 0.1])  # −1.2, −0.4, 0
         torch.testing.assert_close(images, expected.view(1, 3, 1, 1).expand(2, 3, 16, 16), atol=1e-6, rtol=0)
+
+
+def test_lift_on_cifar_lt_takes_the_rgb_images_at_the_models_size_and_clip_normalisation(tmp_path):
+    write_cifar10(tmp_path / "data")
+    torch.manual_seed(3)
+    weights = tmp_path / "tiny_clip_vit_rgb.pth"
+    torch.save(create_backbone("finetune_test_clip_vit", 3).state_dict(), weights)
+    config = resolve_config(
+        "lift", "cifar10_lt", data_root=str(tmp_path / "data"), imbalance_ratio=10,
+        backbone="finetune_test_clip_vit", pretrained_file=str(weights), finetune="peft", epochs=1,
+        batch_size=32, test_crops=5, output=str(tmp_path / "out"), device="cpu",
+    )  # fmt: skip
+    record = run(config)
+    assert record["status"] == "finished" and record["config"]["test_crops"] == 5
+    assert record["input"]["size"] == (16, 16)  # the 32×32 images resized to the model's input
+    assert record["input"]["mean"] == CLIP_MEAN and record["input"]["std"] == CLIP_STD
+    assert record["finetuning"]["mode"] == "peft"
