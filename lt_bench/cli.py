@@ -75,6 +75,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--pretrained-file", metavar="PATH", help="start the backbone from a local state dict file"
     )
     group.add_argument(
+        "--pretraining-data",
+        choices=("same", "external"),
+        help="what the --pretrained-file was trained on: this dataset's training images (same) or "
+        "other data (external); shown in the leaderboard's Pretraining column",
+    )
+    group.add_argument(
         "--finetune",
         choices=("full", "linear", "peft"),
         help="what of the backbone trains: full (default), linear (frozen, features cached once: no "
@@ -153,6 +159,7 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         backbone=args.backbone,
         pretrained=args.pretrained or None,
         pretrained_file=args.pretrained_file,
+        pretraining_data=args.pretraining_data,
         finetune=args.finetune,
         peft=args.peft,
         peft_rank=args.peft_rank,

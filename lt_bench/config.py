@@ -25,6 +25,7 @@ PEFT_ADAPTERS = ("lora", "adaptformer")
 # (all full fine-tuning) keep their run ids.
 FINETUNE_DEFAULTS = {"finetune": "full", "peft": "adaptformer", "peft_rank": None}
 SELECTIONS = ("last", "best-val")
+PRETRAINING_DATA = ("same", "external")  # what a --pretrained-file was trained on: this dataset or other data
 # Fields that say where or how a run executes, not what it computes: not part of a run's identity.
 PLACEMENT_FIELDS = (
     "data_root",
@@ -67,6 +68,7 @@ class RunConfig:
     lists_digest: str | None = None  # with custom_lists: a digest of the list files, so they name the run
     pretrained: bool = False  # start from timm's published weights of the backbone
     pretrained_digest: str | None = None  # digest of --pretrained-file's weights (the file names the run)
+    pretraining_data: str | None = None  # "same" or "external": declared for a --pretrained-file
     finetune: str = "full"  # full, linear (frozen backbone, cached features) or peft (adapters only)
     peft: str = "adaptformer"  # with --finetune peft: the adapter inserted into each ViT block
     peft_rank: int | None = None  # the adapters' rank / bottleneck; None: LIFT's rule from classes, depth
@@ -100,6 +102,8 @@ class RunConfig:
                 values.pop(name)
         if values["test_crops"] == 1:  # one view: as every run before the option
             values.pop("test_crops")
+        if values["pretraining_data"] is None:
+            values.pop("pretraining_data")
         return values
 
     @property
@@ -267,6 +271,16 @@ def validate(config: RunConfig) -> None:
         (
             config.peft_rank is None or (isinstance(config.peft_rank, int) and config.peft_rank >= 1),
             f"--peft-rank must be a whole number >= 1, got {config.peft_rank}",
+        ),
+        (
+            config.pretraining_data in (None, *PRETRAINING_DATA),
+            f"--pretraining-data must be one of {', '.join(PRETRAINING_DATA)}, "
+            f"got {config.pretraining_data!r}",
+        ),
+        (
+            config.pretraining_data is None or config.pretrained_digest is not None,
+            "--pretraining-data declares what a --pretrained-file was trained on: pass it with "
+            "--pretrained-file (timm's published weights are external data)",
         ),
         (
             config.test_crops in CROP_COUNTS,

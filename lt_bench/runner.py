@@ -230,7 +230,10 @@ def run(config: RunConfig) -> dict[str, Any]:
         evaluated_from=source and source.config.run_id,
         curve=source.record.get("curve", []) if source else training_curve(paths.log),
         pretraining=pretraining(
-            backbone, pretrained=config.pretrained, weights_digest=config.pretrained_digest
+            backbone,
+            pretrained=config.pretrained,
+            weights_digest=config.pretrained_digest,
+            declared_data=config.pretraining_data,
         ),
         finetuning=finetuning,
         **({"input": model_input.describe()} if model_input else {}),

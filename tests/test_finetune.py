@@ -238,8 +238,46 @@ def test_leaderboard_shows_pretraining_only_when_a_record_is_pretrained():
         "Epochs",
         "Pretraining",
     ]
-    assert "| openai " in page and "| none " in page
+    assert "| openai (external data) " in page and "| none " in page
     assert "openai = CLIP's 400M image-text pairs" in page
+
+
+@pytest.mark.parametrize(
+    "declared, shown",
+    [
+        (None, "file 0123abcd"),
+        ("same", "file 0123abcd (same data)"),
+        ("external", "file 0123abcd (external data)"),
+    ],
+)
+def test_a_weights_file_shows_the_pretraining_data_its_run_declared(declared, shown):
+    committed = list(iter_records(RESULTS))
+    if not committed:
+        pytest.skip("no committed run records")
+    stage_one = copy.deepcopy(committed[0])
+    stage_one["run_id"] += "-from-file"
+    stage_one["config"]["pretrained_digest"] = "0123abcd"
+    stage_one["config"]["pretraining_data"] = declared
+    stage_one["pretraining"] = {
+        "weights": "file",
+        "digest": "0123abcd",
+        **({"data": declared} if declared else {}),
+    }
+    page = leaderboard_markdown([*committed, stage_one])
+    header = next(line for line in page.splitlines() if line.startswith("| Method"))
+    assert f"| {shown} |" in page and "pretraining data" not in header  # in its column, not another
+
+
+def test_pretraining_data_is_declared_for_a_weights_file_only(weights):
+    with pytest.raises(UserError, match="pass it with --pretrained-file"):
+        resolve_config("ce", "digits_lt", pretraining_data="same")
+    with pytest.raises(UserError, match="--pretraining-data must be one of same, external"):
+        resolve_config("ce", "digits_lt", pretrained_file=str(weights), pretraining_data="imagenet")
+    plain = resolve_config("ce", "digits_lt", pretrained_file=str(weights))
+    assert "pretraining_data" not in plain.identity()  # undeclared: the run ids from before stay
+    assert resolve_config(
+        "ce", "digits_lt", pretrained_file=str(weights), pretraining_data="same"
+    ).run_id != (plain.run_id)
 
 
 @pytest.fixture(scope="module")
@@ -324,10 +362,15 @@ def test_lift_on_cifar_lt_takes_the_rgb_images_at_the_models_size_and_clip_norma
     config = resolve_config(
         "lift", "cifar10_lt", data_root=str(tmp_path / "data"), imbalance_ratio=10,
         backbone="finetune_test_clip_vit", pretrained_file=str(weights), finetune="peft", epochs=1,
-        batch_size=32, test_crops=5, output=str(tmp_path / "out"), device="cpu",
+        batch_size=32, test_crops=5, pretraining_data="external", output=str(tmp_path / "out"), device="cpu",
     )  # fmt: skip
     record = run(config)
     assert record["status"] == "finished" and record["config"]["test_crops"] == 5
     assert record["input"]["size"] == (16, 16)  # the 32×32 images resized to the model's input
     assert record["input"]["mean"] == CLIP_MEAN and record["input"]["std"] == CLIP_STD
     assert record["finetuning"]["mode"] == "peft"
+    assert record["pretraining"] == {
+        "weights": "file",
+        "digest": config.pretrained_digest,
+        "data": "external",
+    }
