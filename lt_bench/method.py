@@ -7,9 +7,15 @@ The core calls these hooks in this order:
     [second stage only] method.prepare_second_stage(model)   # (f) after loading the first stage
     each epoch:  method.on_epoch_start(epoch, lr)            # (d) e.g. DRW's switch
                  order = method.sample_order(labels, gen)    # (c) the epoch's index stream
-        each step: method.on_train_features(features)       # (d) e.g. TDE's moving average
-                   loss = method.loss(logits, targets)       # (b)
+        [mixing] second = method.mixing_sample_order(labels, gen)  # (i) e.g. CMO's minority stream
+        each step: mixed = method.mix_batch(images, targets, second_batch, epoch, rng)  # (i) or None
+                   method.on_train_features(features)       # (d) e.g. TDE's moving average
+                   loss = method.loss_with_features(logits, features, targets)  # (b), (j): all views
+                       or method.mixed_loss(logits, mixed)  # (i) when the batch was mixed
+                   optimizer.step(); method.on_step_end(model)  # (k) e.g. MaxNorm projection
+                   method.combine_experts(logits)            # (l) the prediction the accuracy counts
     evaluation:  method.inference_logits(head, features, **knobs)  # (e) knobs picked on val
+    [adapts_at_test only] method.adapt_to_test(head, view, other_view, gen)  # (m) per test set
 
 (e) `test_time_knob_ranges` declares the values each knob may take (inclusive bounds); a `--knob`
 outside them is refused before anything runs. Unlisted knobs are unbounded.
@@ -18,6 +24,20 @@ Method state that must survive a restart lives in `state_dict()` / `load_state_d
 (g) `paper`, `paper_recipes` and `reported` are data: the method's paper, how its official code
 trains it per dataset (used under `--protocol paper`) and the numbers its paper reports.
 (h) `head_from_features` methods set their head from the training set's features before training.
+(i) Batch mixing: `mix_batch` may replace a step's images by a mixture (CutMix, mixup) whose loss is
+`mixed_loss`; a method that mixes in a second batch draws it from its own `mixing_sample_order`.
+(j) `views` > 1 feeds each image that many times, each with its own augmentation draw, in one forward
+pass; `loss_with_features` sees every view's logits and features (BCL's contrastive branch). A method
+may not both mix batches and take several views: defining one that does raises TypeError.
+(k) `parameter_groups` splits the trainable parameters into optimizer groups with their own weight
+decay; `on_step_end` runs after every optimizer step (a weight constraint).
+Every random draw of these hooks comes from the generators the core passes, seeded from the run's
+seed, stage, epoch and step, so a resumed run draws the same values.
+(l) A multi-expert head returns logits [batch, experts, classes]: `loss` receives them whole, and
+`combine_experts` turns them into the [batch, classes] logits of one prediction.
+(m) `adapts_at_test` methods learn test-time knobs from unlabelled test images, never their labels:
+per test set (the test split, each shifted set of `lt_bench.test_shift`), from the backbone features
+of two augmented views of its images; `inference_logits` on that set then also takes those knobs.
 """
 
 from __future__ import annotations
@@ -26,6 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,6 +71,17 @@ class MethodContext:
     protocol: str = "shared"  # "shared" (the dataset's recipe) or "paper" (the method's own recipe)
 
 
+@dataclass(frozen=True)
+class MixedBatch:
+    """A step's images after mixing: `share` (λ) of each is the first batch's image of class `targets`,
+    the rest the other image's, of class `other_targets`."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    other_targets: torch.Tensor
+    share: float
+
+
 class Method:
     """Plain cross-entropy on a linear head, instance-balanced sampling, no inference transform.
 
@@ -65,6 +97,14 @@ class Method:
     # (e) each test-time knob's valid values, inclusive: {"alpha": (0.0, math.inf)}; unlisted: unbounded
     test_time_knob_ranges: ClassVar[Mapping[str, tuple[float, float]]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.views > 1 and cls.mix_batch is not Method.mix_batch:
+            raise TypeError(
+                f"{cls.__qualname__} sets views = {cls.views} and overrides mix_batch: batch mixing "
+                "works on one view per image; mix one view or drop the extra views"
+            )
+
     def __init__(self, context: MethodContext) -> None:
         self.context = context
 
@@ -75,6 +115,13 @@ class Method:
     # (b) the loss
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets)
+
+    def loss_with_features(
+        self, logits: torch.Tensor, features: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """The training loss given the backbone features too: logits [V·B, C] and fp32 features [V·B, D]
+        of the `views` (V) views, view after view, for targets [B]. Default: `loss` over every view."""
+        return self.loss(logits, targets.repeat(len(logits) // len(targets)))
 
     # (c) the sampler
     def sample_order(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -97,13 +144,64 @@ class Method:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what `state_dict` returned."""
 
+    # (i) batch mixing
+    def mixing_sample_order(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
+        """The epoch's index stream of a second batch per step for `mix_batch`; None: no second batch."""
+        return None
+
+    def mix_batch(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        second: tuple[torch.Tensor, torch.Tensor] | None,
+        epoch: int,
+        rng: np.random.Generator,
+    ) -> MixedBatch | None:
+        """The step's mixed images, or None to train on `images` as they are; `second` is the batch drawn
+        from `mixing_sample_order` (its images, targets), `rng` this step's own random stream."""
+        return None
+
+    def mixed_loss(self, logits: torch.Tensor, mixed: MixedBatch) -> torch.Tensor:
+        """λ·loss(logits, y_a) + (1 − λ)·loss(logits, y_b), the loss of CutMix and mixup."""
+        return mixed.share * self.loss(logits, mixed.targets) + (1.0 - mixed.share) * self.loss(
+            logits, mixed.other_targets
+        )
+
+    # (j) several augmented views of each image per step
+    views: ClassVar[int] = 1
+
+    # (k) the optimizer
+    def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+        """The optimizer's groups of trainable parameters, each {"params": [...]} and optionally its own
+        "weight_decay" (`weight_decay` is the recipe's). Default: one group at the recipe's decay."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    def on_step_end(self, model: nn.Module) -> None:
+        """Called after every optimizer step, without gradients (e.g. a projection of the head's weights)."""
+
     # (e) inference
     def test_time_knobs(self) -> dict[str, tuple[float, ...]]:
         """Each knob's candidate values; one value means fixed, several are searched on validation."""
         return {}
 
     def inference_logits(self, head: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
-        return head(features)
+        return self.combine_experts(head(features))
+
+    # (l) several experts
+    def combine_experts(self, head_output: torch.Tensor) -> torch.Tensor:
+        """The [batch, classes] logits of one prediction from the head's output (a multi-expert head's
+        [batch, experts, classes]); a single head's logits pass unchanged."""
+        return head_output
+
+    # (m) test-time adaptation on unlabelled test images
+    adapts_at_test: ClassVar[bool] = False  # True: the runner calls `adapt_to_test` per test set
+
+    def adapt_to_test(
+        self, head: nn.Module, view: torch.Tensor, other_view: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, float]:
+        """Knobs for `inference_logits` learnt from the eval-mode backbone features of two augmented
+        views of the same unlabelled test images (row i of each: image i); `generator` orders them."""
+        raise NotImplementedError(f"{type(self).__name__} sets adapts_at_test without adapt_to_test")
 
     # (h) a head initialised from the training data
     head_from_features: ClassVar[bool] = False  # True: the runner calls `initialise_head` before training

@@ -40,6 +40,7 @@ from lt_bench.pretrained_input import fit_input, pretrained_input
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
 from lt_bench.schedule import learning_rate
 from lt_bench.test_crops import average_views
+from lt_bench.test_time import adapted_test
 from lt_bench.training import (
     StagePlan,
     TrainingFailed,
@@ -156,6 +157,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     )
     method = method_class(context)
     knob_candidates(method, config)  # an unknown --knob fails now, not after training
+    _check_test_crops(method, config)
     _check_folder_config(paths, config)
     _discard_if_code_changed(paths, config, code)
     source = _knob_free_run(config)
@@ -299,7 +301,13 @@ def evaluate(
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
         test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
         test_logits = average_views(test_logits, config.test_crops)
-        _finite(test_logits, "test", best["knobs"])
+    adaptation = {}
+    if method.adapts_at_test:  # (j) learnt from unlabelled test images, per test set
+        test_logits, adapted = adapted_test(
+            method, model, data, test_features, best["knobs"], config, EVAL_BATCH_SIZE
+        )
+        adaptation = {"test_adaptation": adapted}
+    _finite(test_logits, "test", best["knobs"])
     test_metrics = classification_metrics(test_logits, data.test.labels, data.class_counts, data.shot_rule)
     val_metrics = classification_metrics(val_logits, data.val.labels, data.class_counts, data.shot_rule)
     return {
@@ -314,6 +322,7 @@ def evaluate(
         },
         "test_labels": data.test.labels.tolist(),
         "test_predictions": test_logits.argmax(1).tolist(),
+        **adaptation,
     }
 
 
@@ -414,6 +423,15 @@ def check_names(config: RunConfig) -> None:
         protocol=config.protocol,
     )
     knob_candidates(method_class(placeholder), config)
+
+
+def _check_test_crops(method: Method, config: RunConfig) -> None:
+    """Crop ensembling averages fixed predictions; a method adapting to the test images is refused."""
+    if config.test_crops > 1 and method.adapts_at_test:
+        raise UserError(
+            f"method {config.method!r} adapts to the unlabelled test images, which --test-crops does not "
+            "combine with; pass --test-crops 1"
+        )
 
 
 def knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float, ...]]:

@@ -36,6 +36,9 @@ from lt_bench.precision import autocast, grad_scaler
 from lt_bench.test_crops import crop_views
 
 CHECK_EVERY_STEPS = 50  # the device-side record of a non-finite loss is read at least this often
+# Last parts of derived seeds (steps and epochs are never negative): the mixing batch's index stream of
+# an epoch, and a step's draws of `Method.mix_batch`.
+MIXING_ORDER, MIXING_DRAWS = -1, -2
 
 
 @dataclass(frozen=True)
@@ -150,13 +153,14 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
-def make_optimizer(model: nn.Module, plan: StagePlan) -> torch.optim.SGD:
-    """SGD with momentum (the confounder the TDE paper studies) over the trainable parameters."""
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    if not parameters:
-        parameters = [nn.Parameter(torch.zeros(0))]  # a stage with nothing to train still checkpoints
+def make_optimizer(model: nn.Module, plan: StagePlan, method: Method) -> torch.optim.SGD:
+    """SGD with momentum (the confounder the TDE paper studies) over the method's groups of trainable
+    parameters, each at the plan's weight decay unless the group sets its own."""
+    groups = [group for group in method.parameter_groups(model, plan.weight_decay) if group["params"]]
+    if not groups:  # a stage with nothing to train still checkpoints
+        groups = [{"params": [nn.Parameter(torch.zeros(0))]}]
     return torch.optim.SGD(
-        parameters,
+        groups,
         lr=plan.learning_rate(0),
         momentum=plan.momentum,
         weight_decay=plan.weight_decay,
@@ -183,7 +187,7 @@ def train(
     `on_epoch_end(entry)` runs in the main process after each epoch's training, before its checkpoint
     (so a run killed in between repeats the epoch and the call), with the epoch's log entry, to which
     it may add fields (validation accuracy)."""
-    optimizer = make_optimizer(model, plan)
+    optimizer = make_optimizer(model, plan, method)
     scaler = grad_scaler(plan.precision, device)
     state = load_checkpoint(checkpoint_path, device)
     if state is None:  # a fresh start draws from the run's seed and stage, never from process history
@@ -227,10 +231,13 @@ def train(
             if progress.step == 0:  # a mid-epoch checkpoint holds what on_epoch_start did
                 method.on_epoch_start(epoch, lr)
             order = method.sample_order(labels, torch.Generator().manual_seed(derived_seed(plan.seed, epoch)))
+            second_order = method.mixing_sample_order(
+                labels, torch.Generator().manual_seed(derived_seed(plan.seed, epoch, MIXING_ORDER))
+            )
             batches = [
                 (
                     _shard_seed(plan.seed, epoch, step),
-                    distributed.shard(order[step * plan.batch_size : (step + 1) * plan.batch_size]),
+                    _step_indices(order, second_order, step, plan, method.views),
                 )
                 for step in range(progress.step, steps)
             ]
@@ -238,15 +245,26 @@ def train(
             totals = DeviceTotals(progress, device)
             stream = split.batches(batches, train=True, device=device)
             for step, (images, targets) in enumerate(stream, start=progress.step):
+                images, targets, second = _split_views(
+                    images, targets, method.views, second_order is not None
+                )
+                rng = np.random.default_rng(derived_seed(plan.seed, plan.stage, epoch, step, MIXING_DRAWS))
+                mixed = method.mix_batch(images, targets, second, epoch, rng)
                 with autocast(plan.precision, device):  # the backbone only: see LongTailClassifier
-                    features, logits = network(images)
+                    features, logits = network(images if mixed is None else mixed.images)
                 method.on_train_features(features.detach())
-                loss = method.loss(logits, targets)
+                if mixed is None:
+                    loss = method.loss_with_features(logits, features, targets)
+                else:
+                    loss = method.mixed_loss(logits, mixed)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                totals.add(step, loss, logits, targets)  # no host sync: read below, every so often
+                with torch.no_grad():
+                    method.on_step_end(model)
+                prediction_logits = method.combine_experts(logits[: len(targets)].detach())  # (l)
+                totals.add(step, loss, prediction_logits, targets)  # no host sync: read below
                 progress.add_step(len(targets))
                 display.step(epoch, progress.seen, time.perf_counter() - started)
                 due = time.monotonic() >= next_checkpoint and step + 1 < steps
@@ -370,6 +388,27 @@ def _parallel(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
+def _step_indices(
+    order: torch.Tensor, second_order: torch.Tensor | None, step: int, plan: StagePlan, views: int
+) -> torch.Tensor:
+    """This process's images of a step: its shard of the batch once per view, then its shard of the
+    mixing batch when there is one; loaded as one batch, each copy gets its own augmentation draw."""
+    window = slice(step * plan.batch_size, (step + 1) * plan.batch_size)
+    parts = [distributed.shard(order[window])] * views
+    if second_order is not None:
+        parts.append(distributed.shard(second_order[window]))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _split_views(
+    images: torch.Tensor, targets: torch.Tensor, views: int, mixing: bool
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """A loaded `_step_indices` batch as (the views' images, the batch's targets, the mixing batch)."""
+    size = len(targets) // (views + mixing)
+    second = (images[views * size :], targets[views * size :]) if mixing else None
+    return images[: views * size], targets[:size], second
+
+
 def _shard_seed(seed: int, epoch: int, step: int) -> int:
     """The augmentation seed of this process's shard of a step's batch (one process: the batch's seed)."""
     if distributed.world_size() == 1:
@@ -385,14 +424,22 @@ def extract_features(
     batch_size: int,
     device: torch.device,
     precision: str,
+    augmentation_seed: int | None = None,
     crops: int = 1,
 ) -> torch.Tensor:
     """Eval-mode fp32 backbone features of every image of `split`, in split order, the backbone under
-    the autocast of `precision` as in training; with `crops` > 1, those of each image's crops in turn
+    the autocast of `precision` as in training; with `augmentation_seed`, of the images under the
+    training augmentation drawn from that seed; with `crops` > 1, those of each image's crops in turn
     (`lt_bench.test_crops.crop_views`)."""
     model.backbone.eval()
     indices = torch.arange(len(split))
-    batches = [(0, indices[start : start + batch_size]) for start in range(0, len(split), batch_size)]
+    batches = [
+        (
+            0 if augmentation_seed is None else derived_seed(augmentation_seed, start),
+            indices[start : start + batch_size],
+        )
+        for start in range(0, len(split), batch_size)
+    ]
     with autocast(precision, device):
-        stream = split.batches(batches, train=False, device=device)
+        stream = split.batches(batches, train=augmentation_seed is not None, device=device)
         return torch.cat([model.features(crop_views(images, crops)) for images, _ in stream])

@@ -95,8 +95,8 @@ def test_method_head_gives_one_logit_per_class_and_a_finite_loss(name):
     method = METHODS.get(name)(_context())
     head = method.build_head()
     features = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
-    logits = head(features)
-    assert logits.shape == (4, 10)
+    logits = head(features)  # a multi-expert head's [4, experts, 10], combined into one prediction
+    assert method.combine_experts(logits).shape == (4, 10)
     loss = method.loss(logits, torch.tensor([0, 3, 9, 9]))
     assert loss.dim() == 0 and math.isfinite(loss.item())
     loss.backward()

@@ -225,3 +225,43 @@ def test_torchrun_runs_the_cli_with_two_processes(tmp_path: Path, torchrun) -> N
     # Rank 0 alone prints the result line.
     assert finished.stdout.count(f"{config.run_id}: top1") == 1
     assert finished.stdout.count("record written to") == 1
+
+
+def _bcl_worker(rank: int, world_size: int, port: int, config: dict) -> None:
+    """Train BCL, whose projection heads run in its loss outside the DDP-wrapped forward, keeping this
+    rank's parameters after its first and its last step."""
+    from lt_bench.methods.bcl import BalancedContrastiveLearning
+
+    _join(rank, world_size, port)
+    _register_exact_setup()
+    output = Path(config["output"])
+
+    @METHODS.register("bcl_keeping_weights")
+    class KeepingWeights(BalancedContrastiveLearning):
+        def on_step_end(self, model: nn.Module) -> None:
+            weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+            first = output / f"first-rank{rank}.pt"
+            torch.save(weights, output / f"last-rank{rank}.pt" if first.exists() else first)
+
+    run(RunConfig.from_json(config))
+    _leave()
+
+
+def test_bcl_projection_heads_train_in_step_on_every_rank(tmp_path: Path) -> None:
+    config = _exact_config(tmp_path).replace(method="bcl_keeping_weights", epochs=1)
+    tmp_path.mkdir(exist_ok=True)
+    _spawn(_bcl_worker, 2, config.to_json())
+    first, last = (
+        [torch.load(tmp_path / f"{step}-rank{rank}.pt") for rank in (0, 1)] for step in ("first", "last")
+    )
+    final = torch.load(RunPaths.of(config).checkpoint, weights_only=False)["model"]
+    projections = [name for name in final if "projection" in name and name in last[0]]
+    assert len(projections) == 12  # two MLPs, each Linear, BatchNorm, Linear: a weight and a bias each
+    for name in projections:
+        assert not torch.equal(first[0][name], last[0][name]), name  # the heads trained
+        torch.testing.assert_close(last[0][name], final[name], rtol=0, atol=0)
+    # Each rank's loss sees only its shard; DDP averages every gradient, the heads' included, so both
+    # ranks take the same steps and hold the same weights after each.
+    for weights in (first, last):
+        for name in weights[0]:
+            torch.testing.assert_close(weights[1][name], weights[0][name], rtol=0, atol=0, msg=name)

@@ -31,6 +31,9 @@ PAPER_OF = {
     "logit_adjustment": "logit_adjustment",
     "logit_adjustment_posthoc": "logit_adjustment",
     "balanced_softmax": "balanced_softmax",
+    "sade": "sade",
+    "balpoe": "balpoe",
+    "cmo": "cmo",
     "lift": "lift",
 }
 
@@ -63,7 +66,7 @@ def fields(config: RunConfig, names: dict) -> dict:
 # --- every recipe -------------------------------------------------------------------------------------
 
 
-def test_the_six_papers_cover_their_methods():
+def test_each_paper_covers_its_methods():
     assert {name: method.paper.key for name, method in METHODS.items() if method.paper} == PAPER_OF
     for name, method in METHODS.items():
         assert bool(method.paper) == bool(method.paper_recipes), name
@@ -202,6 +205,20 @@ def test_ldam_drw_rates_are_adjust_learning_rate():
     assert rates(paper_config("ldam_drw", "cifar100_lt")) == pytest.approx(
         [official(k) for k in range(1, 201)], rel=1e-12
     )
+
+
+# --- CMO (naver-ai/cmo) ----------------------------------------------------------------------------------
+
+
+def test_cmo_cifar100_is_its_cifar_train_py_ldam_drws_script_and_defaults():
+    # cifar_train.py's header: "original code: kaidic/LDAM-DRW cifar_train.py"; opts.py keeps its
+    # defaults (resnet32, 200 epochs, batch 128, lr 0.1, wd 2e-4) and adjust_learning_rate is the same.
+    cmo, ldam_drw = paper_config("cmo", "cifar100_lt"), paper_config("ldam_drw", "cifar100_lt")
+    assert cmo.identity() | {"method": "ldam_drw"} == ldam_drw.identity()
+    assert rates(cmo) == rates(ldam_drw)
+    (row,) = METHODS.get("cmo").reported
+    assert (row.dataset, row.imbalance_ratio, row.top1) == ("cifar100_lt", 100, 43.9)
+    assert row.backbone == "ResNet-32"
 
 
 # --- Decoupling (facebookresearch/classifier-balancing) -----------------------------------------------
@@ -413,3 +430,30 @@ def test_decoupling_rows_are_the_imagenet_lt_resnext50_table():
     top1 = {name: reported(name)[("imagenet_lt", None)].top1 for name in ("ce", "crt", "tau_norm", "lws")}
     assert top1 == {"ce": 44.4, "crt": 49.6, "tau_norm": 49.4, "lws": 49.9}
     assert reported("crt")[("imagenet_lt", None)].few == 27.4
+
+
+# --- SADE and BalPoE (BalPoE's code builds on SADE's CIFAR recipe) ----------------------------------
+
+
+@pytest.mark.parametrize("method", ["sade", "balpoe"])
+def test_sade_and_balpoe_cifar_rates_are_custom_lr(method):
+    # CustomLR (step1 160, step2 180, gamma 0.1, warmup 5), a LambdaLR stepped after each epoch:
+    # 0-based epoch e < 5 at 0.1·(e+1)/5, then 0.1, ×0.1 from epoch 160, ×0.01 from 180
+    config = paper_config(method, "cifar100_lt")
+    assert (config.backbone, config.batch_size, config.weight_decay, config.nesterov) == (
+        "resnet32_cifar", 128, 5e-4, True,
+    )  # fmt: skip
+    expected = [0.1 * (e + 1) / 5 if e < 5 else 0.1 * 0.1 ** ((e >= 160) + (e >= 180)) for e in range(200)]
+    assert rates(config) == pytest.approx(expected, rel=1e-12)
+
+
+def test_sade_imagenet_lt_rates_are_cosine_annealing_stepped_after_each_epoch():
+    config = paper_config("sade", "imagenet_lt")
+    assert (config.backbone, config.epochs, config.batch_size, config.nesterov) == (
+        "resnext50_32x4d",
+        180,
+        64,
+        True,
+    )
+    expected = [0.025 * (1 + math.cos(math.pi * e / 180)) / 2 for e in range(180)]
+    assert rates(config) == pytest.approx(expected, rel=1e-12)

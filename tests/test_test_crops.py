@@ -64,3 +64,10 @@ def test_a_run_with_five_crops_predicts_the_argmax_of_the_averaged_test_logits(t
     assert average_views(logits, 5).argmax(1).tolist() == record["test_predictions"]
     with torch.no_grad():
         assert model(images)[1].argmax(1).tolist() == single["test_predictions"]
+
+
+def test_a_method_that_adapts_to_the_test_images_refuses_crops(tmp_path):
+    config = resolve_config("sade", "digits_lt", epochs=1, test_crops=5, device="cpu", output=str(tmp_path))
+    with pytest.raises(UserError, match="pass --test-crops 1") as error:
+        run(config)
+    assert "\n" not in str(error.value) and not list(tmp_path.rglob("*.json"))
