@@ -197,15 +197,22 @@ def create_backbone(
     return model
 
 
-def pretraining(backbone: nn.Module, *, pretrained: bool, weights_digest: str | None) -> dict[str, Any]:
+def pretraining(
+    backbone: nn.Module, *, pretrained: bool, weights_digest: str | None, declared_data: str | None = None
+) -> dict[str, Any]:
     """The record's account of the backbone's initial weights: none (from scratch), timm's published
-    weights (their tag, e.g. `openai` CLIP or `augreg_in21k`, and where timm fetches them), or a file."""
+    weights (their tag, e.g. `openai` CLIP or `augreg_in21k`, and where timm fetches them; always
+    external data), or a file, with the data it was trained on when declared ("same" or "external")."""
     if pretrained:
         settings = getattr(backbone, "pretrained_cfg", None) or {}
         source = settings.get("hf_hub_id") or settings.get("url") or None
-        return {"weights": "timm", "tag": settings.get("tag") or None, "source": source}
+        return {"weights": "timm", "tag": settings.get("tag") or None, "source": source, "data": "external"}
     if weights_digest is not None:
-        return {"weights": "file", "digest": weights_digest}
+        return {
+            "weights": "file",
+            "digest": weights_digest,
+            **({"data": declared_data} if declared_data else {}),
+        }
     return {"weights": "none"}
 
 

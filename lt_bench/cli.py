@@ -75,6 +75,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--pretrained-file", metavar="PATH", help="start the backbone from a local state dict file"
     )
     group.add_argument(
+        "--pretraining-data",
+        choices=("same", "external"),
+        help="what the --pretrained-file was trained on: this dataset's training images (same) or "
+        "other data (external); shown in the leaderboard's Pretraining column",
+    )
+    group.add_argument(
         "--finetune",
         choices=("full", "linear", "peft"),
         help="what of the backbone trains: full (default), linear (frozen, features cached once: no "
@@ -88,6 +94,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="R",
         help="rank of LoRA / bottleneck of AdaptFormer (default: LIFT's 2^floor(log2(classes / 2·depth)))",
+    )
+    group.add_argument(
+        "--test-crops",
+        type=int,
+        choices=(1, 5, 10),  # lt_bench.test_crops.CROP_COUNTS
+        help="average the test logits over 5 crops of each image enlarged by 24/224 (10: and their "
+        "mirror images), as LIFT's test-time ensembling; default 1 (no ensembling)",
     )
     place = parser.add_argument_group("data and output")
     place.add_argument("--data-seed", type=int, default=0, help="seed of the long-tailed subset (default 0)")
@@ -146,9 +159,11 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         backbone=args.backbone,
         pretrained=args.pretrained or None,
         pretrained_file=args.pretrained_file,
+        pretraining_data=args.pretraining_data,
         finetune=args.finetune,
         peft=args.peft,
         peft_rank=args.peft_rank,
+        test_crops=args.test_crops,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -16,6 +16,7 @@ from lt_bench.data.split_lists import files_digest
 from lt_bench.errors import UserError
 from lt_bench.precision import PRECISIONS, resolve_precision
 from lt_bench.protocol import PROTOCOLS
+from lt_bench.test_crops import CROP_COUNTS
 
 SCHEDULES = ("cosine", "multistep")
 FINETUNE_MODES = ("full", "linear", "peft")  # what of the backbone trains: all, nothing, adapters
@@ -24,6 +25,7 @@ PEFT_ADAPTERS = ("lora", "adaptformer")
 # (all full fine-tuning) keep their run ids.
 FINETUNE_DEFAULTS = {"finetune": "full", "peft": "adaptformer", "peft_rank": None}
 SELECTIONS = ("last", "best-val")
+PRETRAINING_DATA = ("same", "external")  # what a --pretrained-file was trained on: this dataset or other data
 # Fields that say where or how a run executes, not what it computes: not part of a run's identity.
 PLACEMENT_FIELDS = (
     "data_root",
@@ -66,9 +68,11 @@ class RunConfig:
     lists_digest: str | None = None  # with custom_lists: a digest of the list files, so they name the run
     pretrained: bool = False  # start from timm's published weights of the backbone
     pretrained_digest: str | None = None  # digest of --pretrained-file's weights (the file names the run)
+    pretraining_data: str | None = None  # "same" or "external": declared for a --pretrained-file
     finetune: str = "full"  # full, linear (frozen backbone, cached features) or peft (adapters only)
     peft: str = "adaptformer"  # with --finetune peft: the adapter inserted into each ViT block
     peft_rank: int | None = None  # the adapters' rank / bottleneck; None: LIFT's rule from classes, depth
+    test_crops: int = 1  # 5 or 10: the test logits averaged over crops (and mirror images)
     precision: str = "fp32"  # the backbone's autocast: fp32, bf16 or fp16 (`auto` resolved before this)
     seed: int = 0
     data_seed: int = 0
@@ -96,6 +100,10 @@ class RunConfig:
         for name, default in FINETUNE_DEFAULTS.items():
             if values[name] == default or (adapters_unused and name != "finetune"):
                 values.pop(name)
+        if values["test_crops"] == 1:  # one view: as every run before the option
+            values.pop("test_crops")
+        if values["pretraining_data"] is None:
+            values.pop("pretraining_data")
         return values
 
     @property
@@ -263,6 +271,20 @@ def validate(config: RunConfig) -> None:
         (
             config.peft_rank is None or (isinstance(config.peft_rank, int) and config.peft_rank >= 1),
             f"--peft-rank must be a whole number >= 1, got {config.peft_rank}",
+        ),
+        (
+            config.pretraining_data in (None, *PRETRAINING_DATA),
+            f"--pretraining-data must be one of {', '.join(PRETRAINING_DATA)}, "
+            f"got {config.pretraining_data!r}",
+        ),
+        (
+            config.pretraining_data is None or config.pretrained_digest is not None,
+            "--pretraining-data declares what a --pretrained-file was trained on: pass it with "
+            "--pretrained-file (timm's published weights are external data)",
+        ),
+        (
+            config.test_crops in CROP_COUNTS,
+            f"--test-crops must be one of {', '.join(map(str, CROP_COUNTS))}, got {config.test_crops}",
         ),
         (
             config.val_every is None or (isinstance(config.val_every, int) and config.val_every >= 0),

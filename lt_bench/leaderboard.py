@@ -42,6 +42,7 @@ SHOWN_FIELDS = (
     "epochs",
     "pretrained",
     "pretrained_digest",
+    "pretraining_data",
 )
 IDENTITY_COLUMNS = ("Method", "Backbone", "Epochs")
 
@@ -87,16 +88,20 @@ def cost_text(records: Sequence[Record], name: str) -> str:
 
 def pretraining_text(record: Record) -> str:
     """Where the backbone's initial weights came from: 'none' (from scratch), timm's tag of its
-    published weights (the pretraining data, e.g. 'openai', 'augreg_in21k'), or 'file <digest>'."""
+    published weights (the pretraining data, e.g. 'openai', 'augreg_in21k') and 'external data', or
+    'file <digest>' and the data it was trained on where the run declared it ('same' / 'external')."""
     block = record.get("pretraining")
     if block is None:  # a record from before the pretraining block: its config says
         config = record["config"]
         if config.get("pretrained"):
-            return "timm"
+            return "timm (external data)"
         return f"file {config['pretrained_digest']}" if config.get("pretrained_digest") else "none"
     if block["weights"] == "timm":
-        return block.get("tag") or "timm"
-    return f"file {block['digest']}" if block["weights"] == "file" else "none"
+        return f"{block.get('tag') or 'timm'} (external data)"
+    if block["weights"] == "file":
+        data = {"same": " (same data)", "external": " (external data)"}.get(block.get("data"), "")
+        return f"file {block['digest']}{data}"
+    return "none"
 
 
 def leaderboard_tables(
@@ -224,7 +229,9 @@ TEST_SHIFT_INTRODUCTION = [
 PRETRAINING_NOTE = [
     "Pretraining: none (trained from scratch on the table's data), the tag of timm's published weights",
     "(their pretraining data, e.g. openai = CLIP's 400M image-text pairs, in21k = ImageNet-21k), or a",
-    "local weights file by digest. Rows with pretraining saw data beyond the long-tailed training set.",
+    "local weights file by digest, with what it was trained on where the run declared it: same data",
+    "(the table's training images) or external data. Rows on external data saw images beyond the",
+    "long-tailed training set.",
 ]
 COST_NOTE = [
     "Params: all parameters of backbone and head; FLOPs/image: one forward pass (torch's flop counter,",

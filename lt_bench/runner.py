@@ -36,8 +36,10 @@ from lt_bench.finetune import FeatureSplit, LinearProbe, prepare_backbone
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.method_code import method_code, recorded_digest
 from lt_bench.precision import check_precision
+from lt_bench.pretrained_input import fit_input, pretrained_input
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
 from lt_bench.schedule import learning_rate
+from lt_bench.test_crops import average_views
 from lt_bench.test_time import adapted_test
 from lt_bench.training import (
     StagePlan,
@@ -127,6 +129,11 @@ def run(config: RunConfig) -> dict[str, Any]:
         pretrained=config.pretrained,
         pretrained_file=Path(config.pretrained_file) if config.pretrained_file else None,
     )
+    model_input = pretrained_input(
+        backbone, data.in_chans, starts_pretrained=config.pretrained or config.pretrained_file is not None
+    )
+    if model_input is not None:
+        data = fit_input(data, model_input)
     finetuning = prepare_backbone(
         backbone,
         finetune=config.finetune,
@@ -150,6 +157,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     )
     method = method_class(context)
     knob_candidates(method, config)  # an unknown --knob fails now, not after training
+    _check_test_crops(method, config)
     _check_folder_config(paths, config)
     _discard_if_code_changed(paths, config, code)
     source = _knob_free_run(config)
@@ -224,9 +232,13 @@ def run(config: RunConfig) -> dict[str, Any]:
         evaluated_from=source and source.config.run_id,
         curve=source.record.get("curve", []) if source else training_curve(paths.log),
         pretraining=pretraining(
-            backbone, pretrained=config.pretrained, weights_digest=config.pretrained_digest
+            backbone,
+            pretrained=config.pretrained,
+            weights_digest=config.pretrained_digest,
+            declared_data=config.pretraining_data,
         ),
         finetuning=finetuning,
+        **({"input": model_input.describe()} if model_input else {}),
         **({"head_init": head_init} if head_init else {}),
         **evaluation,
     )
@@ -282,12 +294,13 @@ def evaluate(
 ) -> dict[str, Any]:
     """Pick the test-time knobs on the validation split, then measure the test split with them."""
     val_features = _features(model, data.val, config, device)
-    test_features = _features(model, data.test, config, device)
+    test_features = _features(model, data.test, config, device, crops=config.test_crops)
     candidates = knob_candidates(method, config)
     best, searched = search_knobs(model, method, val_features, data, candidates)
     with torch.no_grad():
         val_logits = method.inference_logits(model.head, val_features, **best["knobs"]).cpu()
         test_logits = method.inference_logits(model.head, test_features, **best["knobs"]).cpu()
+        test_logits = average_views(test_logits, config.test_crops)
     adaptation = {}
     if method.adapts_at_test:  # (j) learnt from unlabelled test images, per test set
         test_logits, adapted = adapted_test(
@@ -378,11 +391,13 @@ def _epoch_validation(
 
 
 def _features(
-    model: LongTailClassifier, split: Split, config: RunConfig, device: torch.device
+    model: LongTailClassifier, split: Split, config: RunConfig, device: torch.device, crops: int = 1
 ) -> torch.Tensor:
-    """Eval-mode features of `split`, the backbone under the run's autocast."""
+    """Eval-mode features of `split` (of each image's `crops` views), the backbone under the run's
+    autocast; a forward pass takes about EVAL_BATCH_SIZE views whatever the crops."""
+    batch_size = max(1, EVAL_BATCH_SIZE // crops)
     return extract_features(
-        model, split, batch_size=EVAL_BATCH_SIZE, device=device, precision=config.precision
+        model, split, batch_size=batch_size, device=device, precision=config.precision, crops=crops
     )
 
 
@@ -408,6 +423,15 @@ def check_names(config: RunConfig) -> None:
         protocol=config.protocol,
     )
     knob_candidates(method_class(placeholder), config)
+
+
+def _check_test_crops(method: Method, config: RunConfig) -> None:
+    """Crop ensembling averages fixed predictions; a method adapting to the test images is refused."""
+    if config.test_crops > 1 and method.adapts_at_test:
+        raise UserError(
+            f"method {config.method!r} adapts to the unlabelled test images, which --test-crops does not "
+            "combine with; pass --test-crops 1"
+        )
 
 
 def knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float, ...]]:

@@ -33,6 +33,7 @@ from lt_bench.data.base import Split
 from lt_bench.errors import UnreadableImage
 from lt_bench.method import Method
 from lt_bench.precision import autocast, grad_scaler
+from lt_bench.test_crops import crop_views
 
 CHECK_EVERY_STEPS = 50  # the device-side record of a non-finite loss is read at least this often
 # Last parts of derived seeds (steps and epochs are never negative): the mixing batch's index stream of
@@ -424,10 +425,12 @@ def extract_features(
     device: torch.device,
     precision: str,
     augmentation_seed: int | None = None,
+    crops: int = 1,
 ) -> torch.Tensor:
     """Eval-mode fp32 backbone features of every image of `split`, in split order, the backbone under
     the autocast of `precision` as in training; with `augmentation_seed`, of the images under the
-    training augmentation drawn from that seed."""
+    training augmentation drawn from that seed; with `crops` > 1, those of each image's crops in turn
+    (`lt_bench.test_crops.crop_views`)."""
     model.backbone.eval()
     indices = torch.arange(len(split))
     batches = [
@@ -439,4 +442,4 @@ def extract_features(
     ]
     with autocast(precision, device):
         stream = split.batches(batches, train=augmentation_seed is not None, device=device)
-        return torch.cat([model.features(images) for images, _ in stream])
+        return torch.cat([model.features(crop_views(images, crops)) for images, _ in stream])

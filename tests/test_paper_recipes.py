@@ -34,6 +34,7 @@ PAPER_OF = {
     "sade": "sade",
     "balpoe": "balpoe",
     "cmo": "cmo",
+    "lift": "lift",
 }
 
 
@@ -345,6 +346,43 @@ def test_balanced_softmax_imagenet_is_the_resnet10_config_on_the_shared_backbone
     assert any("ResNet-10" in d for d in recipe.deviations)
 
 
+# --- LIFT (shijxcs/LIFT) ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", ["cifar100_lt", "imagenet_lt", "places_lt"])
+def test_lift_is_clip_vit_b16_with_adaptformer_and_five_test_crops(dataset):
+    expected = {
+        "backbone": "vit_base_patch16_clip_224.openai",
+        "pretrained": True,
+        "finetune": "peft",
+        "peft": "adaptformer",
+        "peft_rank": None,  # peft_vit.py's bottleneck rule: 4 for CIFAR-100, 32 for 1,000 classes
+        "epochs": 10,
+        "batch_size": 128,
+        "lr": 0.01,
+        "weight_decay": 5e-4,
+        "momentum": 0.9,
+        "nesterov": False,
+        "test_crops": 5,
+    }
+    config = paper_config("lift", dataset)
+    assert fields(config, expected) == expected
+    # CosineAnnealingLR(T_max = 10) stepped after each epoch: epoch e at 0.01·(1 + cos(πe/10))/2.
+    assert rates(config) == pytest.approx([0.005 * (1 + math.cos(math.pi * e / 10)) for e in range(10)])
+    assert rates(config)[5] == pytest.approx(0.005)
+    assert any("text embeddings" in d for d in METHODS.get("lift").paper_recipes[dataset].deviations)
+
+
+def test_lift_shared_protocol_stays_the_datasets_recipe_with_full_fine_tuning():
+    config = resolve_config("lift", "digits_lt")
+    assert (config.backbone, config.pretrained, config.finetune, config.test_crops) == (
+        "lt_small_cnn",
+        False,
+        "full",
+        1,
+    )
+
+
 # --- reported rows ------------------------------------------------------------------------------------
 
 
@@ -381,6 +419,11 @@ def test_ldam_drw_rows_are_100_minus_the_table_2_errors():
     for key, error in errors.items():
         assert rows[key].top1 == pytest.approx(100 - error)
     assert METHODS.get("ldam").reported == ()  # LDAM without DRW declares none of its own
+
+
+def test_lift_row_is_cifar100_lt_ir100_with_clip():
+    assert reported("lift")[("cifar100_lt", 100)].top1 == 81.7
+    assert {row.dataset for row in METHODS.get("lift").reported} == {"cifar100_lt"}  # the one re-checked
 
 
 def test_decoupling_rows_are_the_imagenet_lt_resnext50_table():

@@ -60,7 +60,7 @@ def test_reproduce_tde_on_cifar10_writes_reported_next_to_ours_and_then_only_col
 def test_reproduce_names_the_papers_and_refuses_an_unknown_one(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reproduce", "--list"]) == 0
     listing = capsys.readouterr().out
-    for key in ("tde", "ldam_drw", "decoupling", "logit_adjustment", "balanced_softmax"):
+    for key in ("tde", "ldam_drw", "decoupling", "logit_adjustment", "balanced_softmax", "lift"):
         assert re.search(rf"^{key}\s", listing, re.MULTILINE)
     assert main(["reproduce", "tdee"]) == 2
     assert "no paper 'tdee' to reproduce" in capsys.readouterr().err

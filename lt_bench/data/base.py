@@ -84,13 +84,16 @@ class TensorAugmentation:
 
 @dataclass
 class TensorSplit:
-    """A split held in memory as uint8 images [N, C, H, W]; normalised and augmented per batch."""
+    """A split held in memory as uint8 images [N, C, H, W]; augmented, resized (when `resize` says a
+    size, e.g. a pretrained model's input) and normalised per batch."""
 
     images: torch.Tensor
     labels: torch.Tensor
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augmentation: TensorAugmentation = field(default_factory=TensorAugmentation)
+    resize: tuple[int, int] | None = None  # (height, width) after augmentation; None: as stored
+    interpolation: str = "bilinear"  # the resize's mode: "bilinear", "bicubic" or "nearest"
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -117,6 +120,8 @@ class TensorSplit:
             if train:
                 generator = torch.Generator().manual_seed(batch_seed)
                 batch = augment(batch, self.augmentation, generator)
+            if self.resize is not None:
+                batch = resized(batch, self.resize, self.interpolation)
             yield (batch - mean) / std, labels[indices]
 
     def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,6 +129,16 @@ class TensorSplit:
         if device not in self._device_cache:
             self._device_cache[device] = (self.images.to(device), self.labels.to(device))
         return self._device_cache[device]
+
+
+def resized(batch: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
+    """Images in [0, 1] resized to `size` (antialiased when shrinking), kept in [0, 1] (bicubic
+    overshoots at edges)."""
+    smooth = interpolation in ("bilinear", "bicubic")
+    batch = torch.nn.functional.interpolate(
+        batch, size=size, mode=interpolation, antialias=smooth, **({"align_corners": False} if smooth else {})
+    )
+    return batch.clamp_(0.0, 1.0)
 
 
 def augment(

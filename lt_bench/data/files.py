@@ -8,6 +8,7 @@ number of workers and a resumed run draws the same crops.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -28,18 +29,39 @@ PREFETCH_BATCHES = 4  # batches each worker loads ahead (DataLoader's prefetch_f
 
 
 def imagenet_transforms(
-    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, *, color_jitter: bool = True
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    *,
+    color_jitter: bool = True,
+    size: tuple[int, int] = (224, 224),
+    crop_pct: float = 0.875,
+    interpolation: str = "bilinear",
 ) -> tuple[Transform, Transform]:
     """(train, eval) transforms of the ImageNet-LT recipe (OLTR / classifier-balancing):
-    RandomResizedCrop 224, flip, ColorJitter(0.4, 0.4, 0.4, 0); eval Resize 256, CenterCrop 224."""
+    RandomResizedCrop 224, flip, ColorJitter(0.4, 0.4, 0.4, 0); eval Resize 256, CenterCrop 224.
+    Another `size` / `crop_pct` (eval resizes to size / crop_pct first) / `interpolation` fits a
+    pretrained model's input, as timm's eval transform does."""
     from torchvision import transforms  # imported here: importing torchvision takes seconds
 
+    mode = transforms.InterpolationMode(interpolation)
+    height, width = size
+    scale = (
+        math.floor(height / crop_pct) if height == width else tuple(math.floor(s / crop_pct) for s in size)
+    )
     jitter = [transforms.ColorJitter(0.4, 0.4, 0.4, 0.0)] if color_jitter else []
     normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    crop = height if height == width else size
     train = transforms.Compose(
-        [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), *jitter, *normalize]
+        [
+            transforms.RandomResizedCrop(crop, interpolation=mode),
+            transforms.RandomHorizontalFlip(),
+            *jitter,
+            *normalize,
+        ]
     )
-    evaluation = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), *normalize])
+    evaluation = transforms.Compose(
+        [transforms.Resize(scale, interpolation=mode), transforms.CenterCrop(crop), *normalize]
+    )
     return train, evaluation
 
 
@@ -162,6 +184,17 @@ class FileSplit:
         paths = resolve_images(root, split_list, layouts)
         labels = torch.from_numpy(split_list.labels)
         return cls(paths, labels, split_list.origins, *transforms, num_workers=num_workers)
+
+    def with_transforms(self, train_transform: Transform, eval_transform: Transform) -> FileSplit:
+        """The same images and labels under other transforms (e.g. a pretrained model's input)."""
+        return FileSplit(
+            self.paths,
+            self.labels,
+            self.origins,
+            train_transform,
+            eval_transform,
+            num_workers=self.num_workers,
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
