@@ -4,8 +4,8 @@ class-complemented supervised contrastive loss on two more views.
 Zhu, Wang, Chen, Chen & Jiang, "Balanced Contrastive Learning for Long-Tailed Visual Recognition",
 CVPR 2022 (official FlamieZhu/Balanced-Contrastive-Learning: loss/contrastive.py `BalSCL`,
 loss/logitadjust.py, models/resnext.py `BCLModel`, main.py). The head is a cosine classifier
-cos(x, w_j) without scale (`use_norm`), a projection MLP (Linear, BatchNorm, ReLU, Linear to 1024)
-of the features and another of the classifier rows, whose normalised outputs are the class
+30·cos(x, w_j) (`use_norm`: models/resnext.py `NormedLinear`, s = 30), a projection MLP
+(Linear, BatchNorm, ReLU, Linear to 1024) of the features and another of the classifier rows, whose normalised outputs are the class
 prototypes. main.py's `train` loads three views of each image, projects all three, and computes
 α·CE(z + log π, y) on the first view's logits and β·L_BCL on the other two views' projections, with
 α = 1, β = 0.35, temperature 0.07 (main.py defaults). L_BCL (Eq. 6): each anchor's positives are the
@@ -21,12 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lt_bench.method import METHODS, Method, MethodContext
+from lt_bench.methods.lift import ScaledCosineHead
 from lt_bench.methods.logit_adjustment import class_priors, logit_adjusted_loss
 
 CE_WEIGHT = 1.0  # main.py --alpha
 CONTRASTIVE_WEIGHT = 0.35  # main.py --beta
 TEMPERATURE = 0.07  # main.py --temp
 PROJECTION_DIM = 1024  # main.py --feat_dim
+COSINE_SCALE = 30.0  # models/resnext.py NormedLinear.s
 
 
 def balanced_contrastive_loss(
@@ -54,17 +56,6 @@ def balanced_contrastive_loss(
     return -((positives * log_probability).sum(dim=1) / positives.sum(dim=1)).mean()
 
 
-class CosineClassifier(nn.Module):
-    """cos(x, w_j) for each class row w_j, unscaled (the official NormedLinear)."""
-
-    def __init__(self, feature_dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_classes, feature_dim).uniform_(-1, 1))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(features, dim=1) @ F.normalize(self.weight, dim=1).t()
-
-
 def projection_mlp(feature_dim: int, projection_dim: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(feature_dim, feature_dim),
@@ -79,7 +70,7 @@ class BalancedContrastiveHead(nn.Module):
 
     def __init__(self, feature_dim: int, num_classes: int, projection_dim: int = PROJECTION_DIM) -> None:
         super().__init__()
-        self.classifier = CosineClassifier(feature_dim, num_classes)
+        self.classifier = ScaledCosineHead(feature_dim, num_classes, scale=COSINE_SCALE)
         self.projection = projection_mlp(feature_dim, projection_dim)
         self.prototype_projection = projection_mlp(feature_dim, projection_dim)
 

@@ -20,8 +20,9 @@ COMMITTED = ROOT / "results" / "records"
 
 @pytest.fixture
 def results(tmp_path) -> Path:
-    """Six committed records, a failed one, and an older copy of one finished run."""
-    records = sorted(iter_records(ROOT / "results"), key=lambda r: r["run_id"])[:6]
+    """Six committed mnist_lt records, a failed one, and an older copy of one finished run."""
+    mnist = [r for r in iter_records(ROOT / "results") if r["dataset"] == "mnist_lt"]
+    records = sorted(mnist, key=lambda r: r["run_id"])[:6]
     if not records:
         pytest.skip("no committed run records")
     for record in records:

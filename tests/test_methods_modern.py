@@ -150,3 +150,12 @@ def test_bcl_takes_ce_from_the_first_view_and_the_contrastive_loss_from_the_othe
     assert method.loss_with_features(logits, other_first_features, targets) == loss
     assert method.loss_with_features(other_later_logits, features, targets) == loss
     assert method.loss_with_features(logits, features.flip(0), targets) != loss
+
+
+def test_bcl_classifies_with_thirty_times_the_cosine_as_the_official_normed_linear():
+    method = BalancedContrastiveLearning(MethodContext("digits_lt", 2, (30, 10), 2, 10, 5, 0.1))
+    head = method.build_head()
+    with torch.no_grad():
+        head.classifier.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    logits = head(torch.tensor([[2.0, 0.0]]))
+    torch.testing.assert_close(logits, torch.tensor([[30.0, 30.0 / 2**0.5]]))
