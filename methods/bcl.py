@@ -4,9 +4,10 @@ class-complemented supervised contrastive loss on two more views.
 Zhu, Wang, Chen, Chen & Jiang, "Balanced Contrastive Learning for Long-Tailed Visual Recognition",
 CVPR 2022 (official FlamieZhu/Balanced-Contrastive-Learning: loss/contrastive.py `BalSCL`,
 loss/logitadjust.py, models/resnext.py `BCLModel`, main.py). The head is a cosine classifier
-30·cos(x, w_j) (`use_norm`: models/resnext.py `NormedLinear`, s = 30), a projection MLP
-(Linear, BatchNorm, ReLU, Linear to 1024) of the features and another of the classifier rows, whose
-normalised outputs are the class prototypes. main.py's `train` loads three views of each image, projects all three, and computes
+30·cos(x, w_j) (`use_norm`: models/resnext.py `NormedLinear`, s = 30), a projection MLP (Linear,
+BatchNorm, ReLU, Linear to 1024) of the features and another of the classifier rows, whose
+normalised outputs are the class prototypes. main.py's `train` loads three views of each image,
+projects all three, and computes
 α·CE(z + log π, y) on the first view's logits and β·L_BCL on the other two views' projections, with
 α = 1, β = 0.35, temperature 0.07 (main.py defaults). L_BCL (Eq. 6): each anchor's positives are the
 other view and the other images of its class and its class's prototype (class-complement: every
