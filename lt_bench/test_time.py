@@ -66,7 +66,10 @@ def adapted_test(
     for shift in SHIFTS:
         kept = torch.as_tensor(shifted_indices(labels, data.class_counts, shift, config.data_seed))
         kept = kept.to(test_features.device)
-        adapted = method.adapt_to_test(model.head, views[0][kept], views[1][kept], _generator(config.seed))
+        in_split_order = kept.sort().values  # the set, not its listing, decides the adaptation
+        adapted = method.adapt_to_test(
+            model.head, views[0][in_split_order], views[1][in_split_order], _generator(config.seed)
+        )
         with torch.no_grad():
             shifted = method.inference_logits(model.head, test_features[kept], **knobs, **adapted)
         shifts[shift.name] = {"knobs": adapted, "predictions": shifted.argmax(1).tolist()}
@@ -74,5 +77,6 @@ def adapted_test(
 
 
 def _generator(seed: int) -> torch.Generator:
-    """The same draws for every test set, so that a shifted set equal to the split adapts alike."""
+    """The same draws for every test set, so that a shifted set equal to the split (uniform, when it
+    keeps every image) adapts alike: the same knobs, hence the same predictions."""
     return torch.Generator().manual_seed(derived_seed(seed, ORDER))

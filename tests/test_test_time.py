@@ -53,6 +53,9 @@ def test_sade_adapts_to_each_shifted_test_set_and_the_shift_table_shows_it(tmp_p
         adaptation["shifts"]["backward50"]["knobs"],
     )
     assert forward != backward  # each set learns its own weights
+    # The uniform set keeps every test image (listed by class): the same set adapts to the same weights.
+    assert adaptation["shifts"]["uniform"]["knobs"] == adaptation["knobs"]
+    assert shift_accuracies(record)["uniform"] == record["metrics"]["test"]["top1"]
     labels = np.asarray(record["test_labels"])
     for shift in SHIFTS:
         kept = shifted_indices(labels, record["class_counts"], shift, record["data_seed"])
