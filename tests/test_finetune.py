@@ -61,13 +61,17 @@ def finetune_test_clip_vit(pretrained=False, num_classes=0, in_chans=1, **kwargs
     return model
 
 
+def _saved_weights(tmp_path_factory, backbone: str, seed: int) -> Path:
+    """A saved state dict of a freshly drawn `backbone`: the stand-in for published pretrained weights."""
+    torch.manual_seed(seed)
+    path = tmp_path_factory.mktemp("weights") / f"{backbone}.pth"
+    torch.save(create_backbone(backbone, 1).state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    """A saved state dict of the tiny ViT: the stand-in for published pretrained weights."""
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("weights") / "tiny_vit.pth"
-    torch.save(create_backbone("finetune_test_vit", 1).state_dict(), path)
-    return path
+    return _saved_weights(tmp_path_factory, "finetune_test_vit", seed=1)
 
 
 def _backbone(weights: Path, finetune: str, peft: str = "adaptformer", rank: int | None = 4):
@@ -282,10 +286,7 @@ def test_pretraining_data_is_declared_for_a_weights_file_only(weights):
 
 @pytest.fixture(scope="module")
 def clip_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(2)
-    path = tmp_path_factory.mktemp("weights") / "tiny_clip_vit.pth"
-    torch.save(create_backbone("finetune_test_clip_vit", 1).state_dict(), path)
-    return path
+    return _saved_weights(tmp_path_factory, "finetune_test_clip_vit", seed=2)
 
 
 def test_the_input_comes_from_the_pretrained_config_of_a_pretrained_run_only():
