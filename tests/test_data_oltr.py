@@ -15,6 +15,7 @@ from lt_bench.cli import main
 from lt_bench.config import resolve_config
 from lt_bench.data import DATASETS, DataOptions
 from lt_bench.data.check import check_dataset
+from lt_bench.data.files import _image_seed
 from lt_bench.data.split_lists import fetch, git_blob_sha1
 from lt_bench.errors import UnreadableImage, UserError
 
@@ -76,6 +77,17 @@ def test_workers_give_the_same_batches_as_the_main_process(tmp_path: Path) -> No
         assert len(got) == len(expected) == len(batches)
         for (images, labels), (want_images, want_labels) in zip(got, expected, strict=True):
             assert torch.equal(images, want_images) and torch.equal(labels, want_labels)
+
+
+def test_a_training_crop_is_drawn_from_its_image_seed(tmp_path: Path) -> None:
+    write_imagenet_lt(tmp_path)
+    train = DATASETS.get("imagenet_lt")().load(DataOptions(data_root=tmp_path, custom_lists=True)).train
+    ((images, _),) = train.batches([(7, torch.tensor([4, 2]))], train=True, device=CPU)
+    for position, index in enumerate((4, 2)):
+        torch.manual_seed(_image_seed(7, position))  # the seed a resumed run derives again
+        with Image.open(train.paths[index]) as image:
+            expected = train.transforms[True](image.convert("RGB"))
+        assert torch.equal(images[position], expected)
 
 
 @pytest.mark.parametrize(
