@@ -97,6 +97,21 @@ def classification_metrics(
     return metrics
 
 
+def knob_scores(
+    logits: torch.Tensor, labels: torch.Tensor, class_counts: Sequence[int], shot_rule: ShotRule
+) -> dict[str, float | None]:
+    """What a test-time knob candidate is judged and listed by: balanced accuracy, top-1 and
+    many/medium/few, the same numbers `classification_metrics` gives, without its softmax,
+    calibration, F1 and NLL (the full suite runs once, on the chosen knobs)."""
+    predictions = logits.argmax(dim=1)
+    class_accuracy = per_class_accuracy(predictions, labels, logits.shape[1])
+    return {
+        "balanced_accuracy": mean_present(class_accuracy),
+        "top1": float((predictions == labels).double().mean()),
+        **shot_accuracies(class_accuracy, class_counts, shot_rule),
+    }
+
+
 def mean_present(values: Sequence[float | None]) -> float | None:
     """Mean of the values that are not None; None when there are none."""
     present = [v for v in values if v is not None]

@@ -31,7 +31,7 @@ from lt_bench.data.base import DATASETS, DataOptions, LongTailedData, Split
 from lt_bench.data.files import default_num_workers
 from lt_bench.devices import describe_device, resolve_device
 from lt_bench.errors import UnreadableImage, UserError
-from lt_bench.evaluation import classification_metrics
+from lt_bench.evaluation import classification_metrics, knob_scores
 from lt_bench.finetune import FeatureSplit, LinearProbe, prepare_backbone
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.method_code import method_code, recorded_digest
@@ -53,6 +53,7 @@ from lt_bench.training import (
 )
 
 EVAL_BATCH_SIZE = 512
+KNOB_SCORE_ORDER = ("balanced_accuracy", "top1", "many", "medium", "few")  # as records list them
 FIRST_STAGE, SECOND_STAGE = 0, 1  # a run's own stage; the stage trained on a finished first-stage run
 
 
@@ -294,7 +295,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Pick the test-time knobs on the validation split, then measure the test split with them."""
     val_features = _features(model, data.val, config, device)
-    test_features = _features(model, data.test, config, device, crops=config.test_crops)
+    shared_split = data.test is data.val and config.test_crops == 1  # e.g. iNaturalist's val split
+    test_features = (
+        val_features if shared_split else _features(model, data.test, config, device, crops=config.test_crops)
+    )
     candidates = knob_candidates(method, config)
     best, searched = search_knobs(model, method, val_features, data, candidates)
     with torch.no_grad():
@@ -309,7 +313,11 @@ def evaluate(
         adaptation = {"test_adaptation": adapted}
     _finite(test_logits, "test", best["knobs"])
     test_metrics = classification_metrics(test_logits, data.test.labels, data.class_counts, data.shot_rule)
-    val_metrics = classification_metrics(val_logits, data.val.labels, data.class_counts, data.shot_rule)
+    val_metrics = (
+        test_metrics
+        if shared_split and not adaptation
+        else classification_metrics(val_logits, data.val.labels, data.class_counts, data.shot_rule)
+    )
     return {
         "metrics": {"test": _summary(test_metrics), "val": _summary(val_metrics)},
         "per_class_accuracy": test_metrics["per_class_accuracy"],
@@ -352,13 +360,8 @@ def search_knobs(
     for values in itertools.product(*candidates.values()):
         knobs = dict(zip(candidates, values, strict=True))
         logits = _finite(method.inference_logits(model.head, val_features, **knobs).cpu(), "val", knobs)
-        metrics = classification_metrics(logits, data.val.labels, data.class_counts, data.shot_rule)
-        searched.append(
-            {
-                "knobs": knobs,
-                **{k: metrics[k] for k in ("balanced_accuracy", "top1", "many", "medium", "few")},
-            }
-        )
+        scores = knob_scores(logits, data.val.labels, data.class_counts, data.shot_rule)
+        searched.append({"knobs": knobs, **{k: scores[k] for k in KNOB_SCORE_ORDER}})
     return max(searched, key=lambda entry: entry["balanced_accuracy"]), searched
 
 

@@ -105,3 +105,35 @@ def test_data_check_decodes_the_shared_val_and_test_split_once(tmp_path: Path, c
         captured.out
     )
     assert captured.err.startswith("lt-bench: error: images that cannot be decoded: 1 (named above)")
+
+
+def test_the_shared_val_and_test_split_is_evaluated_once(tmp_path: Path, monkeypatch) -> None:
+    """Features extracted once; the knob candidates scored by accuracy alone, the full metric suite
+    (per-class tables, calibration, F1) computed once, on the chosen knobs."""
+    import lt_bench.runner as runner
+
+    calls = {"extract_features": 0, "classification_metrics": 0}
+
+    def counted(name):
+        function = getattr(runner, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    for name in calls:
+        monkeypatch.setattr(runner, name, counted(name))
+    write_inat(tmp_path / "inat")
+    argv = ["run", "--method", "causal_tde", "--dataset", "inat2018", "--data-root", str(tmp_path / "inat")]
+    argv += ["--custom-lists", "--backbone", "lt_small_cnn", "--epochs", "1", "--batch-size", "4"]
+    argv += ["--val-every", "0", "--threads", "1", "--output", str(tmp_path / "out")]
+    assert main(argv) == 0
+    assert calls == {"extract_features": 1, "classification_metrics": 1}
+    (record_file,) = (tmp_path / "out" / "records").glob("*.json")
+    record = json.loads(record_file.read_text())
+    assert len(record["knobs"]["validation"]) > 1  # every alpha candidate was still scored
+    assert record["metrics"]["val"] == record["metrics"]["test"]  # the same images and logits
+    best = max(record["knobs"]["validation"], key=lambda entry: entry["balanced_accuracy"])
+    assert best["balanced_accuracy"] == record["metrics"]["test"]["balanced_accuracy"]
