@@ -57,3 +57,26 @@ def test_the_input_pipeline_benchmark_times_every_variant(tmp_path):
     medians = json.loads(output.read_text())["median_images_per_s"]
     assert set(medians) == {"bare", "pil", "lt-bench", "bare+tde", "lt-bench+tde"}
     assert all(rate > 0 for rate in medians.values())
+
+
+def test_the_file_loader_benchmark_compares_lt_bench_with_imagefolder(tmp_path):
+    output = tmp_path / "files.json"
+    args = "--images 24 --classes 3 --side 40 --size 32 --batch-size 8 --workers 0 --rounds 1 --json".split()
+    finished = _benchmark("file_loader.py", *args, str(output))
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert set(result["median_images_per_s"]) == {"imagefolder", "lt-bench"}
+    assert math.isclose(
+        result["ratio"],
+        result["median_images_per_s"]["lt-bench"] / result["median_images_per_s"]["imagefolder"],
+    )
+
+
+def test_the_contention_benchmark_times_the_demo_alone_and_beside_busy_processes(tmp_path):
+    output = tmp_path / "contention.json"
+    args = "--seeds 0 --epochs 1 --competitors 1 --json".split()
+    finished = _benchmark("contention.py", *args, str(output))
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result["idle_s"] > 0 and result["contended_s"] > 0 and result["competitors"] == 1
+    assert math.isclose(result["ratio"], result["contended_s"] / result["idle_s"])
