@@ -285,13 +285,9 @@ def _differences_section(variants: dict[str, Variant], baseline_label: str) -> l
     for label, variant in variants.items():
         if label == baseline_label:
             continue
-        pairs = [
-            (run, partner)
-            for run in variant.runs
-            if (partner := baseline.run_for(run["seed"], run["data_seed"])) is not None
-        ]
+        pairs = seed_pairs(variant, baseline)
         row = {"Method": label, "Seed pairs": str(len(pairs))}
-        intervals = _intervals(pairs) if pairs else {}
+        intervals = paired_intervals(pairs) if pairs else {}
         row.update({title: _interval_text(intervals.get(key)) for key, title in DIFFERENCE_COLUMNS.items()})
         rows.append(row)
     return [
@@ -307,7 +303,17 @@ def _differences_section(variants: dict[str, Variant], baseline_label: str) -> l
     ]
 
 
-def _intervals(pairs: list[tuple[Record, Record]]) -> dict[str, Interval]:
+def seed_pairs(variant: Variant, baseline: Variant) -> list[tuple[Record, Record]]:
+    """The variant's runs with the baseline's run of the same training and data seed."""
+    return [
+        (run, partner)
+        for run in variant.runs
+        if (partner := baseline.run_for(run["seed"], run["data_seed"])) is not None
+    ]
+
+
+def paired_intervals(pairs: list[tuple[Record, Record]]) -> dict[str, Interval]:
+    """Paired bootstrap intervals of method − baseline per metric, from (method, baseline) runs."""
     method_run = pairs[0][0]
     try:
         paired = [PairedRun.of(run, partner) for run, partner in pairs]
