@@ -172,11 +172,11 @@ def _setting_section(
         "",
         "### Per-class accuracy against training class size",
         "",
-        f"![per-class test accuracy against training images per class]({per_class})",
+        f"![per-class test accuracy, a row per method, classes sorted by training images]({per_class})",
         "",
-        "Each point is one class (test accuracy, mean over seeds); classes are sorted by training "
-        "count, head on the left. Shaded: the many / medium / few shot groups of the records "
-        f"(classes: {band_text}).",
+        "Each cell is one class of one method (test accuracy, mean over seeds); a row per method, "
+        "classes sorted by training count, head on the left, each tick the class's training images. "
+        f"The strip above marks the many / medium / few shot groups of the records (classes: {band_text}).",
         "",
         "### Calibration",
         "",
