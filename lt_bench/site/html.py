@@ -15,6 +15,7 @@ from lt_bench.site.tables import INTERVAL_METRICS, METRIC_COLUMNS, BoardRow
 # Leaderboard columns a reader filters on: header → the row's text.
 FILTERS = {
     "protocol": lambda row: row.setting.protocol,
+    "ratio": lambda row: "–" if row.setting.imbalance_ratio is None else f"{row.setting.imbalance_ratio:g}",
     "backbone": lambda row: row.setting.backbone,
     "epochs": lambda row: str(row.setting.epochs),
     "pretraining": lambda row: row.pretraining,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from lt_bench.leaderboard import pretraining_text
+import pandas as pd
+
+from lt_bench.leaderboard import mean_std, pretraining_text
 from lt_bench.report.bootstrap import Interval
 from lt_bench.report.page import REFERENCE_BASELINE, paired_intervals, seed_pairs
 from lt_bench.report.runs import DatasetRuns, Record, Setting, Variant
@@ -35,9 +37,8 @@ class Summary:
 
     @property
     def text(self) -> str:
-        if self.mean is None:
-            return "–"
-        return f"{self.mean:.1f}" if self.std is None else f"{self.mean:.1f} ± {self.std:.1f}"
+        """As the leaderboard writes it: '72.3 ± 1.2', '72.3' for one seed, '–' for none."""
+        return mean_std(pd.Series(self.values, dtype=float) / 100)
 
 
 @dataclass
