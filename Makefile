@@ -31,7 +31,7 @@ site: install
 
 # PNGs of the site's main pages for the README, in the system's headless chromium.
 screenshots: site
-	$(PYTHON) -m lt_bench.site.screenshots results/site docs/screenshots
+	$(PYTHON) -m lt_bench.site.screenshots results/site docs/screenshots --dataset mnist_lt
 
 lint: install
 	$(VENV)/bin/ruff check lt_bench methods tests benchmarks
