@@ -78,7 +78,11 @@ def per_class_heatmap(variants: dict[str, Variant]) -> Figure:
         start = end
     layout = _layout(
         height=140 + 22 * len(labels),
-        xaxis={"title": {"text": "class (training images), most images first"}, "tickangle": -45},
+        xaxis={
+            "title": {"text": "class (training images), most images first"},
+            "tickangle": -45,
+            "automargin": True,
+        },
         yaxis={"autorange": "reversed", "automargin": True},
         shapes=shapes,
         annotations=annotations,
@@ -117,7 +121,7 @@ def shift_curves(variants: dict[str, Variant]) -> Figure:
             )
         )
     layout = _layout(
-        height=440,
+        height=legend_height(len(variants)),
         xaxis={"title": {"text": "test label distribution (fwd: long-tailed as training; bwd: inverted)"}},
         yaxis={"title": {"text": "test top-1 (%)"}},
     )
@@ -252,7 +256,7 @@ def cost_frontier(variants: dict[str, Variant]) -> Figure | None:
     )
     figure.update_xaxes(type="log", row=1, col=2, title={"text": "device-hours, all stages (log)"})
     figure.update_yaxes(title={"text": "test top-1 (%)"}, row=1, col=1)
-    figure.update_layout(_layout(height=480))
+    figure.update_layout(_layout(height=legend_height(len(points) + 1)))
     return _plain(figure)
 
 
@@ -290,7 +294,7 @@ def training_curves(variants: dict[str, Variant]) -> Figure | None:
     if not traces:
         return None
     layout = _layout(
-        height=440,
+        height=legend_height(len(variants)),
         xaxis={"title": {"text": "epoch"}, "domain": [0, 0.45]},
         yaxis={"title": {"text": "training loss (log)"}, "type": "log"},
         xaxis2={"title": {"text": "epoch"}, "domain": [0.55, 1], "anchor": "y2"},
@@ -328,6 +332,11 @@ def run_curves(record: Record) -> Figure | None:
         yaxis2={"title": {"text": "accuracy (%)"}, "overlaying": "y", "side": "right", "range": [0, 100]},
     )
     return _figure(traces, layout)
+
+
+def legend_height(entries: int) -> int:
+    """Pixels for a chart whose legend lists `entries` lines without scrolling."""
+    return max(440, 160 + 22 * entries)
 
 
 def _rounded(values: list[float | None]) -> list[float | None]:
