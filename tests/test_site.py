@@ -87,6 +87,23 @@ def test_the_pareto_frontier_keeps_the_points_no_cheaper_point_beats():
     assert pareto_frontier(points) == ["a", "c", "e"]
 
 
+def test_a_rerun_removes_stale_pages_but_a_folder_of_other_files_is_refused(records, tmp_path, capsys):
+    site = tmp_path / "site"
+    (tmp_path / "records").symlink_to(records_dir(RESULTS))
+    assert main(["site", "--output", str(tmp_path)]) == 0
+    stale = site / "runs" / "gone-run.html"
+    stale.write_text("from an earlier set of records")
+    assert main(["site", "--output", str(tmp_path)]) == 0
+    assert not stale.exists() and (site / "index.html").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "page.html").write_text("mine")
+    capsys.readouterr()
+    assert main(["site", "--output", str(tmp_path), "--to", str(other)]) == 2
+    assert "not an lt-bench site" in capsys.readouterr().err
+    assert (other / "page.html").read_text() == "mine"
+
+
 def test_site_without_records_is_one_line_naming_the_fix(tmp_path, capsys):
     assert main(["site", "--output", str(tmp_path)]) == 2
     error = capsys.readouterr().err

@@ -12,6 +12,7 @@ from lt_bench.report.bootstrap import CONFIDENCE, RESAMPLES, RNG_SEED, Interval
 from lt_bench.report.page import REFERENCE_BASELINE
 from lt_bench.site.tables import INTERVAL_METRICS, METRIC_COLUMNS, BoardRow
 
+GENERATOR = "lt-bench site"  # marks a folder as a site a regeneration may clean up
 # Leaderboard columns a reader filters on: header → the row's text.
 FILTERS = {
     "protocol": lambda row: row.setting.protocol,
@@ -33,6 +34,7 @@ def page(title: str, body: str, *, root: str, data_script: str | None = None) ->
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="{GENERATOR}">
 <title>{escape(title)} · lt-bench</title>
 <link rel="stylesheet" href="{root}assets/site.css">
 </head>

@@ -11,6 +11,7 @@ from pathlib import Path
 import plotly
 
 from lt_bench.atomic import write_atomically
+from lt_bench.errors import UserError
 from lt_bench.report.runs import DatasetRuns, Record, group_runs
 from lt_bench.site import html
 from lt_bench.site.pages import Page, dataset_page, index_page, run_page, slug
@@ -43,10 +44,20 @@ def site_files(records: Iterable[Record], site: Path, records_folder: Path) -> d
     return files
 
 
+def _check_folder(site: Path) -> None:
+    """Refuse a non-empty folder that is not an earlier site: its files would be cleaned up."""
+    if not site.is_dir() or not any(site.iterdir()):
+        return
+    index = site / "index.html"
+    if not (index.is_file() and f'content="{html.GENERATOR}"' in index.read_text(errors="replace")):
+        raise UserError(f"{site} holds files that are not an lt-bench site; pass --to a new or empty folder")
+
+
 def write_site(records: Iterable[Record], site: str | Path, records_folder: str | Path) -> Path:
     """Write the site into `site` (removing files of an earlier site no longer produced); return
     its index page."""
     site, records_folder = Path(site), Path(records_folder)
+    _check_folder(site)
     files = site_files(records, site.resolve(), records_folder.resolve())
     for relative, content in sorted(files.items()):
         write_atomically(site / relative, lambda handle, content=content: handle.write(content))
