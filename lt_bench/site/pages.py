@@ -149,6 +149,9 @@ def run_page(record: Record, record_link: str) -> Page:
         f"<p>Weights tested: epoch {kept.get('epoch', '–')} ({escape(str(kept.get('why', '–')))}). "
         f"Pretraining: {escape(pretraining_text(record))}.</p>",
     ]
+    if record.get("evaluated_from"):  # a --knob run that evaluated another run's final weights
+        source = escape(record["evaluated_from"])
+        parts.append(f'<p>Evaluated from the weights of <a href="{source}.html">{source}</a>.</p>')
     if curve is not None:
         figures["run-curves"] = curve
         parts += [
