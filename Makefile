@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-gpu clean
+.PHONY: install demo test lint format bench bench-gpu site screenshots clean
 
 install: $(STAMP)
 
@@ -24,6 +24,14 @@ bench: install
 
 bench-gpu: install
 	$(PYTHON) benchmarks/gpu_train.py
+
+# The committed results site, regenerated from results/records (tests/test_site.py checks it).
+site: install
+	$(VENV)/bin/lt-bench site --output results --to results/site
+
+# PNGs of the site's main pages for the README, in the system's headless chromium.
+screenshots: site
+	$(PYTHON) -m lt_bench.site.screenshots results/site docs/screenshots --dataset mnist_lt
 
 lint: install
 	$(VENV)/bin/ruff check lt_bench methods tests benchmarks

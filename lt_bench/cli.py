@@ -444,6 +444,25 @@ def command_report(args: argparse.Namespace) -> None:
     print(f"report written to {page} (figures in {page.with_suffix('')}/)")
 
 
+def command_site(args: argparse.Namespace) -> None:
+    from lt_bench.records import records_dir
+    from lt_bench.site import write_site
+
+    if not records_dir(args.output).is_dir():
+        raise UserError(
+            f"no run records under {args.output}; pass as --output the results tree whose records/ "
+            "folder holds them"
+        )
+    site = Path(args.to) if args.to else Path(args.output) / "site"
+    try:
+        index = write_site(_read_records(args.output), site, records_dir(args.output))
+    except OSError as error:
+        raise UserError(
+            f"cannot write the site to {site} ({error.strerror or error}); pass --to FOLDER you can write to"
+        ) from error
+    print(f"site written to {site}/; open {index} in a browser")
+
+
 def command_data_check(args: argparse.Namespace) -> None:
     from lt_bench.data.base import DataOptions
     from lt_bench.data.check import check_dataset
@@ -571,6 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="results tree (default: results); writes <output>/report/<dataset>.md",
     )
     report.set_defaults(handler=command_report)
+
+    site = commands.add_parser(
+        "site", help="a static, self-contained results site (sortable tables, charts, a page per run)"
+    )
+    site.add_argument("--output", default="results", help="results tree (default: results)")
+    site.add_argument("--to", metavar="FOLDER", help="where to write the site (default: <output>/site)")
+    site.set_defaults(handler=command_site)
 
     exporting = commands.add_parser(
         "export", help="the runs as a table (csv, parquet or jsonl) and per-class accuracy as a long table"

@@ -9,8 +9,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  the backend is chosen before pyplot loads
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
+from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from lt_bench.atomic import write_atomically  # noqa: E402
 from lt_bench.report.series import (  # noqa: E402
@@ -31,6 +35,10 @@ CURVE_LABELS = {
     "balanced_accuracy": "balanced (selection criterion)",
 }
 PANEL_SIZE = 3.6  # inches per subplot
+HEATMAP_ROW = 0.26  # inches per method in the per-class heatmap
+ANNOTATED_CLASSES = 30  # the heatmap writes each cell's accuracy up to this many classes
+MAX_CLASS_TICKS = 30
+LABEL_LINE = 0.16  # inches per label stacked beside the cost panels
 DPI = 110
 
 
@@ -45,44 +53,59 @@ def line_style(index: int) -> str:
 
 
 def per_class_figure(series: dict[str, PerClassSeries], bands: Sequence[ShotBand]) -> Figure:
-    """Per-class test accuracy against training images per class (log scale, head on the left)."""
-    figure, axes = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    """Per-class test accuracy as a heatmap: a row per variant, a column per class sorted by training
+    count (head on the left), the shot groups as a strip above; readable with any number of methods."""
+    labels = list(series)
+    first = series[labels[0]]
+    grid = np.array([[np.nan if a is None else 100 * a for a in series[label].accuracy] for label in labels])
+    classes = len(first.classes)
+    figure, axes = plt.subplots(
+        figsize=(min(max(6.0, 2.5 + 0.45 * classes), 16.0), 1.6 + HEATMAP_ROW * len(labels)),
+        layout="constrained",
+    )
+    image = axes.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto", interpolation="nearest")
+    if classes <= ANNOTATED_CLASSES:
+        for (row, column), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                axes.text(
+                    column,
+                    row,
+                    f"{value:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if value > 60 else "white",
+                )
+    start = 0
     for band in bands:
-        axes.axvspan(band.low, band.high, color=BAND_COLOURS[band.group], zorder=0)
+        end = start + band.classes
+        axes.add_patch(
+            Rectangle(
+                (start - 0.5, 1.005),
+                band.classes,
+                0.06,
+                transform=axes.get_xaxis_transform(),
+                color=BAND_COLOURS[band.group],
+                clip_on=False,
+            )  # fmt: skip
+        )
         axes.text(
-            (band.low * band.high) ** 0.5,
-            1.02,
+            (start + end - 1) / 2,
+            1.035,
             f"{band.group} ({band.classes})",
             ha="center",
-            va="bottom",
+            va="center",
             fontsize=8,
             transform=axes.get_xaxis_transform(),
         )
-    for index, (label, values) in enumerate(series.items()):
-        points = [(n, 100 * a) for n, a in zip(values.counts, values.accuracy, strict=True) if a is not None]
-        axes.scatter([n for n, _ in points], [a for _, a in points], s=14, color=colour(index), zorder=3)
-        # Classes with the same count are joined through their mean, so the line never doubles back.
-        by_count: dict[int, list[float]] = {}
-        for count, accuracy in points:
-            by_count.setdefault(count, []).append(accuracy)
-        axes.plot(
-            list(by_count),
-            [sum(a) / len(a) for a in by_count.values()],
-            linewidth=1.4,
-            color=colour(index),
-            linestyle=line_style(index),
-            label=label,
-        )
-    axes.set_xscale("log")
-    axes.set_xlim(bands[0].high, bands[-1].low)
-    axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-    axes.xaxis.set_minor_formatter(NullFormatter())
-    axes.set_ylim(-3, 103)
-    axes.set_xlabel("training images of the class (log scale; classes sorted by count)")
-    axes.set_ylabel("test accuracy of the class (%)")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8, loc="lower left")
+        if start:
+            axes.axvline(start - 0.5, color="white", linewidth=2)
+        start = end
+    ticks = range(0, classes, max(1, classes // MAX_CLASS_TICKS))
+    axes.set_xticks(list(ticks), [str(first.counts[c]) for c in ticks], fontsize=7)
+    axes.set_yticks(range(len(labels)), labels, fontsize=8)
+    axes.set_xlabel("classes sorted by training count (tick: training images of the class)")
+    figure.colorbar(image, ax=axes, label="test accuracy of the class (%)", shrink=0.8)
     return figure
 
 
@@ -175,24 +198,79 @@ def curves_figure(curves: dict[str, tuple[int, TrainingCurve]]) -> Figure:
     accuracy_axes.plot([], [], "k--", marker=".", label="validation balanced accuracy")
     for axes in (loss_axes, accuracy_axes):
         axes.grid(True, which="both", alpha=0.3)
-    loss_axes.legend(fontsize=7)
+    figure.legend(*loss_axes.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     accuracy_axes.legend(fontsize=7, loc="lower right")
     return figure
 
 
 def cost_figure(points: dict[str, tuple[int, CostPoint]]) -> Figure:
-    """Test top-1 against training compute (forward FLOPs × images seen) and against device-hours."""
-    figure, grid = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
-    for label, (index, point) in points.items():
-        for axes, x in zip(grid, (point.training_flops, point.device_hours), strict=True):
-            axes.scatter([x], [100 * point.top1], color=colour(index), s=30, zorder=3)
-            axes.annotate(label, (x, 100 * point.top1), fontsize=7, xytext=(4, 2), textcoords="offset points")
-    grid[0].set(xlabel="training compute: forward FLOPs per image × images seen (log)", xscale="log")
-    grid[1].set(xlabel="device-hours, all stages (log)", xscale="log")
+    """Test top-1 against training compute (forward FLOPs × images seen) and against device-hours;
+    each panel's labels stacked without overlap beside it, a thin line to each point."""
+    height = max(4.4, 1.4 + LABEL_LINE * len(points))
+    figure, grid = plt.subplots(1, 2, figsize=(13, height), layout="constrained")
+    accuracy = {label: 100 * point.top1 for label, (_, point) in points.items()}
+    low, high = min(accuracy.values()), max(accuracy.values())
+    margin = max(1.0, 0.05 * (high - low))
     for axes in grid:
         axes.set_ylabel("test top-1 (%)")
+        axes.set_xlabel("cost")  # the real labels below; this one takes their room in the layout
+    figure.get_layout_engine().execute(figure)
+    axes_height = grid[0].get_position().height * height  # inches
+    spread = label_positions(
+        accuracy, (high - low + 2 * margin) * LABEL_LINE / axes_height, low - margin, high + margin
+    )
+    for axes, cost in zip(grid, ("training_flops", "device_hours"), strict=True):
+        beside = blended_transform_factory(axes.transAxes, axes.transData)
+        for label, (index, point) in points.items():
+            x = getattr(point, cost)
+            axes.scatter([x], [accuracy[label]], color=colour(index), s=30, zorder=3)
+            axes.annotate(
+                label,
+                (x, accuracy[label]),
+                xytext=(1.03, spread[label]),
+                textcoords=beside,
+                fontsize=7,
+                va="center",
+                color=colour(index),
+                arrowprops={"arrowstyle": "-", "color": colour(index), "linewidth": 0.5, "alpha": 0.6},
+            )
+        _plain_cost_axis(
+            axes, [getattr(point, cost) for _, point in points.values()], cost == "training_flops"
+        )
+        axes.set_ylim(low - margin, high + margin)
         axes.grid(True, which="both", alpha=0.3)
+    grid[0].set_xlabel("training compute: forward FLOPs per image × images seen")
+    grid[1].set_xlabel("device-hours, all stages")
     return figure
+
+
+def label_positions(values: dict[str, float], gap: float, low: float, high: float) -> dict[str, float]:
+    """Heights in [low, high] for labels beside the points, in the points' order, at least `gap`
+    apart: each as near its value as the stack allows (evenly spread when they cannot all fit)."""
+    order = sorted(values, key=lambda label: (values[label], label))
+    if gap * (len(order) - 1) > high - low:
+        step = (high - low) / max(len(order) - 1, 1)
+        return {label: low + step * index for index, label in enumerate(order)}
+    placed: list[float] = []
+    for label in order:  # upwards: no label below `low` or closer than `gap` to the one beneath
+        placed.append(max(values[label], low, placed[-1] + gap) if placed else max(values[label], low))
+    for index in reversed(range(len(placed))):  # downwards: none above `high` or the one above
+        ceiling = high if index == len(placed) - 1 else placed[index + 1] - gap
+        placed[index] = min(placed[index], ceiling)
+    return dict(zip(order, placed, strict=True))
+
+
+def _plain_cost_axis(axes: Axes, costs: Sequence[float], prefixed: bool) -> None:
+    """A log axis over more than a decade, a linear one over less; plain tick labels, with SI
+    prefixes where `prefixed` ('690G')."""
+    if max(costs) > 10 * min(costs):
+        axes.set_xscale("log")
+        axes.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(5))
+        padding = 0.05 * (max(costs) - min(costs)) or 0.05 * max(costs)
+        axes.set_xlim(min(costs) - padding, max(costs) + padding)
+    axes.xaxis.set_major_formatter(EngFormatter(sep="") if prefixed else FuncFormatter(lambda x, _: f"{x:g}"))
 
 
 def _panels(count: int) -> tuple[Figure, list]:

@@ -172,11 +172,11 @@ def _setting_section(
         "",
         "### Per-class accuracy against training class size",
         "",
-        f"![per-class test accuracy against training images per class]({per_class})",
+        f"![per-class test accuracy, a row per method, classes sorted by training images]({per_class})",
         "",
-        "Each point is one class (test accuracy, mean over seeds); classes are sorted by training "
-        "count, head on the left. Shaded: the many / medium / few shot groups of the records "
-        f"(classes: {band_text}).",
+        "Each cell is one class of one method (test accuracy, mean over seeds); a row per method, "
+        "classes sorted by training count, head on the left, each tick the class's training images. "
+        f"The strip above marks the many / medium / few shot groups of the records (classes: {band_text}).",
         "",
         "### Calibration",
         "",
@@ -285,13 +285,9 @@ def _differences_section(variants: dict[str, Variant], baseline_label: str) -> l
     for label, variant in variants.items():
         if label == baseline_label:
             continue
-        pairs = [
-            (run, partner)
-            for run in variant.runs
-            if (partner := baseline.run_for(run["seed"], run["data_seed"])) is not None
-        ]
+        pairs = seed_pairs(variant, baseline)
         row = {"Method": label, "Seed pairs": str(len(pairs))}
-        intervals = _intervals(pairs) if pairs else {}
+        intervals = paired_intervals(pairs) if pairs else {}
         row.update({title: _interval_text(intervals.get(key)) for key, title in DIFFERENCE_COLUMNS.items()})
         rows.append(row)
     return [
@@ -307,7 +303,17 @@ def _differences_section(variants: dict[str, Variant], baseline_label: str) -> l
     ]
 
 
-def _intervals(pairs: list[tuple[Record, Record]]) -> dict[str, Interval]:
+def seed_pairs(variant: Variant, baseline: Variant) -> list[tuple[Record, Record]]:
+    """The variant's runs with the baseline's run of the same training and data seed."""
+    return [
+        (run, partner)
+        for run in variant.runs
+        if (partner := baseline.run_for(run["seed"], run["data_seed"])) is not None
+    ]
+
+
+def paired_intervals(pairs: list[tuple[Record, Record]]) -> dict[str, Interval]:
+    """Paired bootstrap intervals of method − baseline per metric, from (method, baseline) runs."""
     method_run = pairs[0][0]
     try:
         paired = [PairedRun.of(run, partner) for run, partner in pairs]

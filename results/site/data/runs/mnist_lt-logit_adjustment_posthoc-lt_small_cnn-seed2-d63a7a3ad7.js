@@ -1,0 +1,1 @@
+window.LT_BENCH_FIGURES = {};
