@@ -13,7 +13,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lt_bench import distributed
 from lt_bench.errors import UserError
 
 
@@ -639,12 +638,18 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
+def _silence_other_ranks() -> None:
+    """Under torchrun, only rank 0 prints to stdout (the others would print the same lines)."""
+    if os.environ.get("RANK", "0") != "0":
+        sys.stdout = open(os.devnull, "w")  # open for the life of the process
+
+
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     print(f"lt-bench: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    distributed.silence_other_processes()
+    _silence_other_ranks()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

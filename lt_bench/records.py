@@ -13,9 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from lt_bench import distributed, record_arrays
+from lt_bench import record_arrays
 from lt_bench.atomic import write_atomically, write_json
 
 SCHEMA = "lt-bench/record/1"
@@ -55,6 +53,10 @@ def environment(precision: str) -> dict[str, Any]:
     """Git commit, package versions, CPU threads, training processes and the float precision: with
     the configuration and the device, what decides a run's numbers bit for bit (float sums are
     ordered differently with another number of threads or processes)."""
+    import torch  # here, not at the top: the results commands read records without torch
+
+    from lt_bench import distributed
+
     versions = {"python": platform.python_version()}
     for package in ("lt-bench", "torch", "torchvision", "timm", "numpy"):
         try:
