@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 
 def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write` on a temporary file next to `path`, then rename it to `path` in one step."""
@@ -47,4 +45,6 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def save_torch(path: Path, payload: Any) -> None:
+    import torch  # here, not at the top: the results commands write files without torch
+
     write_atomically(path, lambda handle: torch.save(payload, handle))

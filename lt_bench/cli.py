@@ -13,7 +13,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lt_bench import distributed
 from lt_bench.errors import UserError
 
 
@@ -381,13 +380,14 @@ def _cost_columns(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def _read_records(output: str) -> list[dict[str, Any]]:
-    """The finished records under `output`, naming each unreadable one on stderr."""
+def _read_records(output: str, *, arrays: bool = True) -> list[dict[str, Any]]:
+    """The finished records under `output` (without their per-image arrays unless `arrays`), naming
+    each unreadable one on stderr."""
     from lt_bench.records import iter_records
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        records = list(iter_records(output))
+        records = list(iter_records(output, arrays=arrays))
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     return records
@@ -405,7 +405,8 @@ def _write_leaderboard(
             f"no run records under {output}; pass as --output the results tree whose records/ "
             "folder holds them, or run `lt-bench sweep` into it first"
         )
-    markdown = leaderboard_markdown(_read_records(output), test_shift=test_shift, costs=costs)
+    records = _read_records(output, arrays=test_shift)
+    markdown = leaderboard_markdown(records, test_shift=test_shift, costs=costs)
     default = "leaderboard-test-shift.md" if test_shift else "leaderboard.md"
     path = Path(destination) if destination else Path(output) / default
     try:
@@ -435,6 +436,13 @@ def command_export(args: argparse.Namespace) -> None:
             f"cannot write {path} ({error.strerror or error}); pass --to FILE in a folder you can write to"
         ) from error
     print(f"runs written to {runs}, per-class accuracy to {per_class}")
+
+
+def command_compact(args: argparse.Namespace) -> None:
+    from lt_bench.records import compact_records
+
+    rewritten = compact_records(args.output)
+    print(f"{rewritten} record(s) under {args.output} rewritten with their arrays in .npz files beside them")
 
 
 def command_report(args: argparse.Namespace) -> None:
@@ -598,6 +606,13 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--to", metavar="FOLDER", help="where to write the site (default: <output>/site)")
     site.set_defaults(handler=command_site)
 
+    compact = commands.add_parser(
+        "compact",
+        help="rewrite records that hold their per-image arrays inline (older lt-bench) in the compact "
+        "layout: arrays in a .npz beside each record",
+    )
+    compact.add_argument("--output", default="results", help="results tree (default: results)")
+    compact.set_defaults(handler=command_compact)
     exporting = commands.add_parser(
         "export", help="the runs as a table (csv, parquet or jsonl) and per-class accuracy as a long table"
     )
@@ -649,12 +664,18 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
+def _silence_other_ranks() -> None:
+    """Under torchrun, only rank 0 prints to stdout (the others would print the same lines)."""
+    if os.environ.get("RANK", "0") != "0":
+        sys.stdout = open(os.devnull, "w")  # open for the life of the process
+
+
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     print(f"lt-bench: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    distributed.silence_other_processes()
+    _silence_other_ranks()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

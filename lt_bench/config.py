@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lt_bench.data.base import DATASETS
-from lt_bench.data.split_lists import files_digest
 from lt_bench.errors import UserError
-from lt_bench.precision import PRECISIONS, resolve_precision
 from lt_bench.protocol import PROTOCOLS
-from lt_bench.test_crops import CROP_COUNTS
+
+# RunConfig is read by the results commands (leaderboard, export, status), which must not import
+# torch: what resolves or validates a configuration imports the dataset, precision and crop modules
+# (all torch) in the function that needs them.
 
 SCHEDULES = ("cosine", "multistep")
 FINETUNE_MODES = ("full", "linear", "peft")  # what of the backbone trains: all, nothing, adapters
@@ -136,6 +136,10 @@ def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **
     warm-up proportionally; a batch size other than the recipe's scales its learning rate linearly
     (Goyal et al. 2017) unless `lr` is given too.
     """
+    from lt_bench.data.base import DATASETS
+    from lt_bench.data.split_lists import files_digest
+    from lt_bench.precision import resolve_precision
+
     protocol = protocol or "shared"
     recipe = protocol_recipe(method, dataset, protocol)
     given = {name: value for name, value in overrides.items() if value is not None}
@@ -184,6 +188,8 @@ def weights_digest(path: Path) -> str:
 
 def protocol_recipe(method: str, dataset: str, protocol: str) -> dict[str, Any]:
     """The training fields `protocol` prescribes for `method` on `dataset` (before user overrides)."""
+    from lt_bench.data.base import DATASETS
+
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     shared = dataclasses.asdict(DATASETS.get(dataset).recipe)
@@ -217,6 +223,9 @@ def scaled_schedule(recipe: dict[str, Any], epochs: int, given: dict[str, Any]) 
 
 def validate(config: RunConfig) -> None:
     """Raise a one-line UserError for impossible values."""
+    from lt_bench.precision import PRECISIONS
+    from lt_bench.test_crops import CROP_COUNTS
+
     checks = [
         (config.epochs >= 1, f"--epochs must be at least 1, got {config.epochs}"),
         (config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),

@@ -7,7 +7,6 @@ launcher exports from submitit's job environment): RANK, WORLD_SIZE, LOCAL_RANK,
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import torch
@@ -87,9 +86,3 @@ def from_main_process(value: Any) -> Any:
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
-
-
-def silence_other_processes() -> None:
-    """Under torchrun, only rank 0 prints to stdout (the others would print the same lines)."""
-    if os.environ.get("RANK", "0") != "0":
-        sys.stdout = open(os.devnull, "w")  # open for the life of the process

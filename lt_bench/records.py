@@ -13,10 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from lt_bench import distributed
-from lt_bench.atomic import write_json
+from lt_bench import record_arrays
+from lt_bench.atomic import write_atomically, write_json
 
 SCHEMA = "lt-bench/record/1"
 REQUIRED_FIELDS = ("schema", "status", "run_id", "method", "dataset", "backbone", "seed", "config", "metrics")
@@ -31,16 +29,34 @@ def record_path(output: str | Path, run_id: str) -> Path:
 
 
 def write_record(output: str | Path, record: dict[str, Any]) -> Path:
-    """Write `record` atomically; the file name is the run id, so a rerun replaces its own record."""
+    """Write `record` atomically; the file name is the run id, so a rerun replaces its own record.
+
+    Its per-image and per-class arrays go first to `<run id>.npz` beside it (lt_bench.record_arrays),
+    which the JSON names with its sha256.
+    """
     path = record_path(output, record["run_id"])
-    write_json(path, record)
+    _write_record_file(path, record)
     return path
+
+
+def _write_record_file(path: Path, record: dict[str, Any]) -> None:
+    if record_arrays.has_arrays(record):
+        record, arrays = record_arrays.split_off(record)
+        data = record_arrays.encoded(arrays)
+        sidecar = path.with_suffix(".npz")
+        write_atomically(sidecar, lambda handle: handle.write(data))
+        record = {**record, "arrays": {"file": sidecar.name, "sha256": record_arrays.digest(data)}}
+    write_json(path, record)
 
 
 def environment(precision: str) -> dict[str, Any]:
     """Git commit, package versions, CPU threads, training processes and the float precision: with
     the configuration and the device, what decides a run's numbers bit for bit (float sums are
     ordered differently with another number of threads or processes)."""
+    import torch  # here, not at the top: the results commands read records without torch
+
+    from lt_bench import distributed
+
     versions = {"python": platform.python_version()}
     for package in ("lt-bench", "torch", "torchvision", "timm", "numpy"):
         try:
@@ -80,8 +96,9 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """Parse and check one record; ValueError names what is wrong."""
+def read_record(path: Path, *, arrays: bool = True) -> dict[str, Any]:
+    """Parse and check one record, with its arrays unless `arrays` is False (what the leaderboard and
+    status read needs none); ValueError names what is wrong."""
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -97,7 +114,25 @@ def read_record(path: Path) -> dict[str, Any]:
     non_finite = _non_finite_test_metrics(record)
     if non_finite:
         raise ValueError(f"finished record has non-finite test metrics ({', '.join(non_finite)})")
+    if arrays and "arrays" in record:
+        record = record_arrays.merged(record, _sidecar(path, record["arrays"]))
     return record
+
+
+def _sidecar(path: Path, named: Any) -> dict[str, Any]:
+    """The arrays of the `.npz` file a record names, checked against the sha256 it gives."""
+    if not (isinstance(named, dict) and isinstance(named.get("file"), str) and "/" not in named["file"]):
+        raise ValueError("its 'arrays' field does not name a file beside it")
+    sidecar = record_arrays.arrays_path(path, named["file"])
+    try:
+        data = sidecar.read_bytes()
+    except OSError as error:
+        raise ValueError(f"its arrays file {sidecar} cannot be read ({error.strerror or error}); "
+                         "restore it or rerun the run with --rerun") from error  # fmt: skip
+    if record_arrays.digest(data) != named.get("sha256"):
+        raise ValueError(f"its arrays file {sidecar} is not the one it was written with (sha256 differs); "
+                         "restore it or rerun the run with --rerun")  # fmt: skip
+    return record_arrays.decoded(data)
 
 
 def _wrongly_typed(record: dict[str, Any]) -> list[str]:
@@ -129,8 +164,11 @@ def _non_finite_test_metrics(record: dict[str, Any]) -> list[str]:
     ]
 
 
-def iter_records(output: str | Path, *, finished_only: bool = True) -> Iterator[dict[str, Any]]:
-    """Every readable record under `<output>/records/`, once per run id.
+def iter_records(
+    output: str | Path, *, finished_only: bool = True, arrays: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Every readable record under `<output>/records/`, once per run id (with its arrays unless
+    `arrays` is False).
 
     Unreadable files, and further copies of a run's record under other names, are named in a
     warning and skipped.
@@ -138,7 +176,7 @@ def iter_records(output: str | Path, *, finished_only: bool = True) -> Iterator[
     copies: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for path in sorted(records_dir(output).rglob("*.json")):
         try:
-            record = read_record(path)
+            record = read_record(path, arrays=arrays)
         except ValueError as error:
             warnings.warn(f"skipping {path}: {error}", stacklevel=2)
             continue
@@ -151,6 +189,22 @@ def iter_records(output: str | Path, *, finished_only: bool = True) -> Iterator[
                               stacklevel=2)  # fmt: skip
         if not finished_only or record["status"] == "finished":
             yield record
+
+
+def compact_records(output: str | Path) -> int:
+    """Rewrite every record under `<output>/records/` that holds its arrays inline in the compact
+    layout (same content, arrays beside it); how many were rewritten. Rewriting is deterministic."""
+    rewritten = 0
+    for path in sorted(records_dir(output).rglob("*.json")):
+        try:
+            record = read_record(path)
+        except ValueError as error:
+            warnings.warn(f"skipping {path}: {error}", stacklevel=2)
+            continue
+        if "arrays" not in record and record_arrays.has_arrays(record):
+            _write_record_file(path, record)
+            rewritten += 1
+    return rewritten
 
 
 def _rank(entry: tuple[Path, dict[str, Any]]) -> tuple[bool, bool, str]:

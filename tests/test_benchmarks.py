@@ -18,7 +18,7 @@ def _benchmark(script: str, *args: str, cuda_visible: bool = True) -> subprocess
     if not cuda_visible:
         environment["CUDA_VISIBLE_DEVICES"] = ""
     command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
 
 
 def test_the_gpu_benchmark_without_a_gpu_says_so_in_one_line_and_succeeds():
@@ -80,3 +80,25 @@ def test_the_contention_benchmark_times_the_demo_alone_and_beside_busy_processes
     result = json.loads(output.read_text())
     assert result["idle_s"] > 0 and result["contended_s"] > 0 and result["competitors"] == 1
     assert math.isclose(result["ratio"], result["contended_s"] / result["idle_s"])
+
+
+def test_the_scale_rehearsal_times_every_stage_on_both_shapes(tmp_path):
+    output = tmp_path / "scale.json"
+    args = "--fraction 0.002 --records 12 --shift-records 6 --threads 1 --json".split()
+    finished = _benchmark("scale.py", *args, str(output))
+    assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-3000:]
+    results = json.loads(output.read_text())
+    assert [(result["shape"], result["stage"]) for result in results] == [
+        ("imagenet_lt", "train"),
+        ("imagenet_lt", "evaluate"),
+        ("imagenet_lt", "leaderboard"),
+        ("inat2018", "train"),
+        ("inat2018", "evaluate"),
+        ("inat2018", "test-shift"),
+        ("inat2018", "export"),
+        ("inat2018", "report"),
+    ]
+    for result in results:
+        assert result["wall_s"] > 0 and result["cpu_s"] > 0 and result["peak_mib"] > 0
+    assert all(result["record_kib"] > 0 for result in results if result["stage"] == "train")
+    assert "over 12 records" in finished.stdout and "over 6 records" in finished.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from lt_bench.cli import main
 from lt_bench.data import DATASETS, DataOptions, long_tailed_counts
 from lt_bench.data.check import check_dataset
 from lt_bench.errors import UserError
+from lt_bench.records import read_record
 
 PER_CLASS = 40  # training images per class in the fixture (the real files have 5000 / 500)
 TEST_PER_CLASS = 3
@@ -206,7 +206,7 @@ def test_lt_bench_run_on_cifar_files(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
     assert code == 0
     (record_path,) = (output / "records").glob("*.json")
-    record = json.loads(record_path.read_text())
+    record = read_record(record_path)
     assert record["class_counts"] == [40, 30, 23, 18, 14, 11, 8, 6, 5, 4]
     assert record["config"]["lr"] == pytest.approx(0.1 * 32 / 128)  # recipe lr scaled with the batch
     assert len(record["test_labels"]) == 30

@@ -13,6 +13,7 @@ from PIL import Image
 from lt_bench.cli import main
 from lt_bench.data import DATASETS, DataOptions
 from lt_bench.errors import UserError
+from lt_bench.records import read_record
 
 
 def write_inat(root: Path, train_per_class: tuple[int, ...] = (4, 2, 1)) -> None:
@@ -132,7 +133,7 @@ def test_the_shared_val_and_test_split_is_evaluated_once(tmp_path: Path, monkeyp
     assert main(argv) == 0
     assert calls == {"extract_features": 1, "classification_metrics": 1}
     (record_file,) = (tmp_path / "out" / "records").glob("*.json")
-    record = json.loads(record_file.read_text())
+    record = read_record(record_file)
     assert len(record["knobs"]["validation"]) > 1  # every alpha candidate was still scored
     assert record["metrics"]["val"] == record["metrics"]["test"]  # the same images and logits
     best = max(record["knobs"]["validation"], key=lambda entry: entry["balanced_accuracy"])

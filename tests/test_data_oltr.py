@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from lt_bench.data.check import check_dataset
 from lt_bench.data.files import _image_seed
 from lt_bench.data.split_lists import fetch, git_blob_sha1
 from lt_bench.errors import UnreadableImage, UserError
+from lt_bench.records import read_record
 
 CPU = torch.device("cpu")
 
@@ -276,6 +276,6 @@ def test_lt_bench_run_trains_and_evaluates_on_image_files(tmp_path: Path) -> Non
             "--custom-lists", "--output", str(tmp_path / "results")]  # fmt: skip
     assert main(argv) == 0
     (path,) = (tmp_path / "results" / "records").glob("*.json")
-    record = json.loads(path.read_text())
+    record = read_record(path)
     assert record["class_counts"][:3] == [5, 3, 1] and len(record["class_counts"]) == 1000
     assert record["test_labels"] == [0, 1, 2] and record["shot_groups"]["few"][:3] == [0, 1, 2]

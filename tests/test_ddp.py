@@ -23,6 +23,7 @@ from lt_bench.config import RunConfig, resolve_config
 from lt_bench.data.base import DATASETS, TensorAugmentation
 from lt_bench.errors import UserError
 from lt_bench.method import METHODS, MethodContext
+from lt_bench.records import read_record
 from lt_bench.runner import RunPaths, load_data, run
 
 EXACT_DATASET = "digits_lt_unaugmented"
@@ -131,7 +132,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Pa
     _spawn(_train_worker, 1, single.to_json())
     _spawn(_train_worker, 2, double.to_json())
 
-    records = [json.loads(RunPaths.of(c).record.read_text()) for c in (single, double)]
+    records = [read_record(RunPaths.of(c).record) for c in (single, double)]
     for key, tolerance in TOLERANCE.items():
         assert records[1]["metrics"]["test"][key] == pytest.approx(
             records[0]["metrics"]["test"][key], abs=tolerance + 1e-12
@@ -218,7 +219,7 @@ def test_torchrun_runs_the_cli_with_two_processes(tmp_path: Path, torchrun) -> N
     finished = torchrun(2, *"run --method ce --dataset digits_lt --epochs 2 --output".split(), str(output))
     assert finished.returncode == 0, finished.stderr[-3000:]
     config = resolve_config("ce", "digits_lt", epochs=2, output=str(output))
-    record = json.loads(RunPaths.of(config).record.read_text())
+    record = read_record(RunPaths.of(config).record)
     assert record["status"] == "finished"
     assert record["test_labels"] == load_data(config).test.labels.tolist()
     assert len(RunPaths.of(config).log.read_text().splitlines()) == 2

@@ -1,6 +1,5 @@
 """Real runs through the `lt-bench` command: CE and causal TDE on the offline MNIST-LT digits."""
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 from lt_bench.config import resolve_config
+from lt_bench.records import read_record
 from lt_bench.runner import run
 
 
@@ -44,7 +44,7 @@ def mnist_results(tmp_path_factory) -> Path:
 
 
 def _records(output: Path) -> dict[str, dict]:
-    return {r["method"]: r for r in (json.loads(p.read_text()) for p in (output / "records").glob("*.json"))}
+    return {r["method"]: r for r in (read_record(p) for p in (output / "records").glob("*.json"))}
 
 
 def test_each_run_writes_a_complete_record(mnist_results):

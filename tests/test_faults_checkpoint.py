@@ -12,6 +12,7 @@ import torch
 from lt_bench.checkpoint import load_checkpoint, previous_path, read_checkpoint, save_checkpoint
 from lt_bench.cli import main
 from lt_bench.errors import UserError
+from lt_bench.records import read_record
 
 COMMAND = ["run", "--method", "causal_tde", "--dataset", "digits_lt", "--epochs", "2", "--batch-size", "16"]
 
@@ -81,7 +82,7 @@ def test_no_checkpoint_is_a_fresh_start_and_two_unreadable_ones_an_error(tmp_pat
 
 def _result(output: Path) -> dict:
     (record,) = (output / "records").glob("*.json")
-    values = json.loads(record.read_text())
+    values = read_record(record)
     return {key: values[key] for key in ("metrics", "per_class_accuracy", "knobs", "test_predictions")}
 
 

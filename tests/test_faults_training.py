@@ -3,7 +3,6 @@ kept, a `failed` record that no leaderboard shows — and, for OOM, an exact res
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.cli import main
-from lt_bench.records import iter_records
+from lt_bench.records import iter_records, read_record
 
 COMMAND = [
     "run", "--method", "causal_tde", "--dataset", "digits_lt", "--epochs", "2", "--batch-size", "16",
@@ -30,7 +29,7 @@ def _error_line(capsys) -> str:
 
 def _only_record(output: Path) -> dict:
     (path,) = (output / "records").glob("*.json")
-    return json.loads(path.read_text())
+    return read_record(path)
 
 
 def _checkpoint(output: Path) -> dict:

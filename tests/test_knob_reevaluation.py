@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from lt_bench.cli import main
 from lt_bench.config import resolve_config
-from lt_bench.records import iter_records
+from lt_bench.records import iter_records, read_record
 from lt_bench.runner import RunPaths, run
 
 RESULT_FIELDS = ("metrics", "per_class_accuracy", "calibration", "knobs", "test_predictions")
@@ -43,7 +42,7 @@ def test_a_knob_on_a_finished_run_evaluates_its_final_weights_without_training(f
     assert reevaluated["knobs"]["selected"] == {"alpha": 2.0}
     for field in RESULT_FIELDS:
         assert reevaluated[field] == from_scratch[field], field
-    knob_free_record = json.loads(knob_free.record.read_text())
+    knob_free_record = read_record(knob_free.record)
     assert knob_free_record["evaluated_from"] is None
     assert reevaluated["metrics"] != knob_free_record["metrics"]  # α = 2 is not what validation chose
 
@@ -59,7 +58,7 @@ def test_non_finite_outputs_make_a_failed_record_and_one_line(finished, capsys):
         "lt-bench: error: the val logits with alpha=1e+300 are not finite; lower --lr or pass other --knob "
         "values"
     )
-    record = json.loads(RunPaths.of(tde(finished, alpha=1e300)).record.read_text())
+    record = read_record(RunPaths.of(tde(finished, alpha=1e300)).record)
     assert record["status"] == "failed" and record["metrics"] == {}
     assert record["error"] == "the val logits with alpha=1e+300 are not finite"
     assert tde(finished, alpha=1e300).run_id not in {r["run_id"] for r in iter_records(finished)}

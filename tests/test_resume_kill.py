@@ -26,6 +26,7 @@ import torch
 
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.cli import main
+from lt_bench.records import read_record
 
 COMMAND = [
     "run", "--method", "causal_tde", "--dataset", "digits_lt", "--epochs", "3", "--batch-size", "8",
@@ -43,7 +44,7 @@ RECORD_FIELDS = (
 def _outcome(output: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]:
     """The run's record (without times or machine details), its epoch log and its final weights."""
     (record_file,) = (output / "records").glob("*.json")
-    record = json.loads(record_file.read_text())
+    record = read_record(record_file)
     (folder,) = (output / "runs").iterdir()
     log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
     for entry in log:

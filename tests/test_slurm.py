@@ -5,7 +5,6 @@ Skipped only when no SLURM is reachable (`sinfo` fails); with CI=true that is a 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -20,6 +19,7 @@ from lt_bench.errors import UserError
 from lt_bench.launch.profiles import load_profile
 from lt_bench.launch.slurm import launch
 from lt_bench.launch.status import run_statuses
+from lt_bench.records import read_record
 from lt_bench.runner import RunPaths
 
 WAIT_SECONDS = 240
@@ -66,7 +66,7 @@ def test_a_sweep_is_one_job_array_whose_records_reach_the_leaderboard(slurm, tmp
 
     statuses = _wait_until_settled(output, 4)
     assert [s.state for s in statuses] == ["finished"] * 4, statuses
-    records = [json.loads(p.read_text()) for p in sorted((output / "records").glob("*.json"))]
+    records = [read_record(p) for p in sorted((output / "records").glob("*.json"))]
     assert sorted((r["method"], r["seed"]) for r in records) == [
         ("causal_tde", 0),
         ("causal_tde", 1),
@@ -145,7 +145,7 @@ def test_a_requeued_and_a_preempted_job_resume_and_match_an_uninterrupted_run(sl
     assert at_requeue <= resumed_at[0] < at_preemption <= resumed_at[1] < epochs
 
     _wait_until_settled(tmp_path / "uninterrupted", 1)
-    first, second = (json.loads(RunPaths.of(c).record.read_text()) for c in (interrupted, reference))
+    first, second = (read_record(RunPaths.of(c).record) for c in (interrupted, reference))
     for key in ("metrics", "per_class_accuracy", "knobs", "test_predictions", "calibration"):
         assert first[key] == second[key], key
     assert first["run_id"] == second["run_id"]
@@ -167,7 +167,7 @@ def test_a_two_task_job_trains_with_ddp_like_torchrun(slurm, tmp_path, torchrun)
     assert [s.state for s in _wait_until_settled(tmp_path / "slurm", 1)] == ["finished"]
     for rank in (0, 1):  # two SLURM tasks, each a DDP process from submitit's job environment
         assert "starting digits_lt-ce" in Path(job.log_folder, f"{job.job_id}_{rank}_log.out").read_text()
-    records = [json.loads(RunPaths.of(c).record.read_text()) for c in (on_slurm, with_torchrun)]
+    records = [read_record(RunPaths.of(c).record) for c in (on_slurm, with_torchrun)]
     assert records[0]["metrics"] == records[1]["metrics"]
     assert records[0]["test_predictions"] == records[1]["test_predictions"]
     assert len(RunPaths.of(on_slurm).log.read_text().splitlines()) == 2

@@ -3,7 +3,6 @@ stopped mid-epoch while they are active resumes to the same record as an uninter
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from lt_bench.method import Method, MethodContext
 from lt_bench.methods.bcl import BalancedContrastiveLearning
 from lt_bench.methods.cmo import ContextRichMinorityOversampling
 from lt_bench.methods.weight_balancing import WeightBalancing
+from lt_bench.records import read_record
 from lt_bench.training import StagePlan, make_optimizer
 
 STEPS_PER_EPOCH = 60  # digits_lt: 486 training images, batch 8
@@ -35,7 +35,7 @@ def _command(method: str, epochs: int, output: Path) -> list[str]:
 
 def _result(output: Path, method: str) -> dict:
     (record,) = (output / "records").glob(f"*-{method}-*.json")
-    values = json.loads(record.read_text())
+    values = read_record(record)
     return {key: values[key] for key in ("metrics", "per_class_accuracy", "test_predictions")}
 
 

@@ -4,7 +4,6 @@ still names its first step and leaves the last good checkpoint; fp16's loss scal
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from lt_bench.checkpoint import read_checkpoint
 from lt_bench.cli import main
 from lt_bench.data.base import DATASETS, DataOptions
 from lt_bench.method import METHODS, MethodContext
+from lt_bench.records import read_record
 from lt_bench.training import CHECK_EVERY_STEPS, StagePlan, train
 
 DIGITS = "run --method ce --dataset digits_lt --epochs 2".split()  # 486 training images
@@ -121,14 +121,14 @@ def test_a_nan_loss_is_found_without_a_per_step_check_and_named_at_its_first_ste
         assert (checkpoint["progress"]["epoch"], checkpoint["progress"]["step"]) == kept
         assert all(torch.isfinite(value).all() for value in checkpoint["model"].values())
     (record,) = (tmp_path / "records").glob("*.json")
-    assert json.loads(record.read_text())["status"] == "failed"
+    assert read_record(record)["status"] == "failed"
 
 
 def _outcome(output: Path) -> tuple[dict, dict]:
     """The record's results and the final checkpoint (weights, loss scale)."""
     (record,) = (output / "records").glob("*.json")
     (folder,) = (output / "runs").iterdir()
-    results = json.loads(record.read_text())
+    results = read_record(record)
     return {key: results[key] for key in ("metrics", "test_predictions")}, read_checkpoint(
         folder / "checkpoint.pt"
     )

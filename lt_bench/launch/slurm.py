@@ -24,7 +24,6 @@ import submitit
 from lt_bench.config import RunConfig
 from lt_bench.errors import UserError
 from lt_bench.launch.profiles import Resources, load_profile
-from lt_bench.precision import auto_precision
 from lt_bench.records import now
 
 
@@ -128,6 +127,8 @@ def job_config(config: RunConfig, resources: Resources, precision_given: bool) -
     config = config.replace(output=str(Path(config.output).resolve()))
     if precision_given:
         return config
+    from lt_bench.precision import auto_precision  # torch: `lt-bench status` imports this module
+
     on_gpu = resources.gpus_per_node > 0 and config.device.split(":")[0] in ("auto", "cuda")
     return config.replace(precision=auto_precision("cuda" if on_gpu else "cpu", native_bf16=True))
 

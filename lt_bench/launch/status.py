@@ -107,7 +107,7 @@ def _recorded(output: str | Path, run_id: str) -> tuple[str, str] | None:
     if not path.exists():
         return None
     try:
-        record = read_record(path)
+        record = read_record(path, arrays=False)
     except ValueError as error:
         warnings.warn(f"{path}: {error}; status read from the run folder instead", stacklevel=2)
         return None
