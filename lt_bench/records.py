@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import platform
 import subprocess
 import warnings
@@ -17,9 +16,11 @@ import torch
 
 from lt_bench import distributed
 from lt_bench.atomic import write_json
+from lt_bench.bounded_read import RECORD_LIMIT, UnreadableInput, read_text
+from lt_bench.record_schema import PER_IMAGE_FIELDS, check_record, has_per_image_fields
+from lt_bench.record_schema import SCHEMA as SCHEMA
 
-SCHEMA = "lt-bench/record/1"
-REQUIRED_FIELDS = ("schema", "status", "run_id", "method", "dataset", "backbone", "seed", "config", "metrics")
+RECORD_FIX = "rerun the run with --rerun to write it again, or move the file out of records/"
 
 
 def records_dir(output: str | Path) -> Path:
@@ -81,66 +82,33 @@ def now() -> str:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """Parse and check one record; ValueError names what is wrong."""
+    """Read (bounded: a regular file of at most RECORD_LIMIT bytes) and check one record against the
+    schema; ValueError names what is wrong."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        record = json.loads(read_text(path, limit=RECORD_LIMIT, fix=RECORD_FIX))
+    except UnreadableInput as error:
+        raise ValueError(error.problem) from error
+    except json.JSONDecodeError as error:
         raise ValueError(f"not readable JSON ({error})") from error
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
-        raise ValueError(f"not an lt-bench record (expected schema {SCHEMA!r})")
-    missing = [name for name in REQUIRED_FIELDS if name not in record]
-    if missing:
-        raise ValueError(f"record lacks {', '.join(missing)}")
-    wrong = _wrongly_typed(record)
-    if wrong:
-        raise ValueError(f"record has malformed {', '.join(wrong)}")
-    non_finite = _non_finite_test_metrics(record)
-    if non_finite:
-        raise ValueError(f"finished record has non-finite test metrics ({', '.join(non_finite)})")
+    check_record(record)
     return record
 
 
-def _wrongly_typed(record: dict[str, Any]) -> list[str]:
-    """The fields a leaderboard reads that do not have the type it needs."""
-    checks = {
-        "status": record["status"] in ("finished", "failed"),
-        **{name: isinstance(record[name], str) for name in ("run_id", "method", "dataset", "backbone")},
-        "seed": isinstance(record["seed"], int),
-        "config": isinstance(record["config"], dict) and isinstance(record["config"].get("epochs"), int),
-        "metrics": isinstance(record["metrics"], dict),
-    }
-    if record["status"] == "finished" and checks["metrics"]:
-        test = record["metrics"].get("test")
-        checks["metrics.test"] = isinstance(test, dict) and all(
-            value is None or isinstance(value, (int, float)) for value in test.values()
-        )
-    return [name for name, ok in checks.items() if not ok]
+def iter_records(
+    output: str | Path, *, finished_only: bool = True, per_image: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Every readable record under `<output>/records/` that keeps to the schema, once per run id;
+    with `per_image`, only finished records that hold their per-image predictions.
 
-
-def _non_finite_test_metrics(record: dict[str, Any]) -> list[str]:
-    """'top1=nan' for each NaN or infinite test metric of a finished record (JSON readers accept them)."""
-    if record["status"] != "finished":
-        return []
-    test = record["metrics"]["test"]
-    return [
-        f"{name}={value}"
-        for name, value in sorted(test.items())
-        if value is not None and not math.isfinite(value)
-    ]
-
-
-def iter_records(output: str | Path, *, finished_only: bool = True) -> Iterator[dict[str, Any]]:
-    """Every readable record under `<output>/records/`, once per run id.
-
-    Unreadable files, and further copies of a run's record under other names, are named in a
-    warning and skipped.
+    Unreadable or invalid files, further copies of a run's record under other names, and (with
+    `per_image`) records without per-image fields are named in a warning and skipped.
     """
     copies: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for path in sorted(records_dir(output).rglob("*.json")):
         try:
             record = read_record(path)
         except ValueError as error:
-            warnings.warn(f"skipping {path}: {error}", stacklevel=2)
+            warnings.warn(f"skipping {path}: {error}; {RECORD_FIX}", stacklevel=2)
             continue
         copies.setdefault(record["run_id"], []).append((path, record))
     for run_id, entries in copies.items():
@@ -149,7 +117,13 @@ def iter_records(output: str | Path, *, finished_only: bool = True) -> Iterator[
             if path != kept_path:
                 warnings.warn(f"skipping {path}: another record of run {run_id} (kept {kept_path})",
                               stacklevel=2)  # fmt: skip
-        if not finished_only or record["status"] == "finished":
+        if per_image and record["status"] == "finished" and not has_per_image_fields(record):
+            warnings.warn(
+                f"skipping {kept_path}: holds no per-image test predictions ({', '.join(PER_IMAGE_FIELDS)}), "
+                f"as records of an older lt-bench; {RECORD_FIX}",
+                stacklevel=2,
+            )
+        elif not finished_only or record["status"] == "finished":
             yield record
 
 
