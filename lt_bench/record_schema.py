@@ -45,6 +45,8 @@ def check_record(record: Any) -> None:
     for name in ("seed", "data_seed", "world_size"):
         if name in record:
             _require(_is_integer(record[name]), name, f"is {record[name]!r}, not an integer")
+    if "error" in record:
+        _require(isinstance(record["error"], str), "error", "is not a string")
     _check_config(record["config"])
     _require(isinstance(record["metrics"], dict), "metrics", "is not an object")
     if record["status"] == "finished":
@@ -57,12 +59,9 @@ def _check_config(config: Any) -> None:
     hints = typing.get_type_hints(RunConfig)
     for spec in dataclasses.fields(RunConfig):
         if spec.name in config:
-            value = config[spec.name]
-            _require(
-                _matches(value, hints[spec.name]),
-                f"config.{spec.name}",
-                f"is {value!r}, not {hints[spec.name]}",
-            )
+            value, hint = config[spec.name], hints[spec.name]
+            expected = hint.__name__ if isinstance(hint, type) else str(hint)
+            _require(_matches(value, hint), f"config.{spec.name}", f"is {value!r}, not {expected}")
     _require("epochs" in config and config["epochs"] >= 0, "config.epochs", "is missing or negative")
 
 
