@@ -14,7 +14,7 @@ from lt_bench.errors import UserError
 
 MiB = 1 << 20
 RECORD_LIMIT = 512 * MiB  # a record with per-image predictions of a 1M-image test set is ~20 MiB
-TEXT_LIMIT = 256 * MiB  # split lists, annotation files, ledgers, logs, configs
+TEXT_LIMIT = 1024 * MiB  # split lists, annotation files (iNaturalist 2018 train: ~200 MiB), ledgers, logs
 WEIGHTS_LIMIT = 64 * 1024 * MiB  # the largest published ViT checkpoints are a few GiB
 
 _KINDS = {
