@@ -116,13 +116,9 @@ def has_per_image_fields(record: Mapping[str, Any]) -> bool:
 
 def _check_blocks(record: dict[str, Any]) -> None:
     """Cost, training curve and pretraining, where a record has them (OPTIONAL_FIELDS: their types)."""
-    for name in COST_FIELDS:
-        value = (record.get("cost") or {}).get(name)
-        _require(
-            value is None or (_is_number(value) and value >= 0),
-            f"cost.{name}",
-            f"is {_shown(value)}, not ≥ 0",
-        )
+    for name in COST_FIELDS if record.get("cost") is not None else ():  # a cost block has them all
+        value = record["cost"].get(name)
+        _require(_is_number(value) and value >= 0, f"cost.{name}", f"is {_shown(value)}, not a number ≥ 0")
     for point in record.get("curve", []):
         _require(
             isinstance(point, dict) and _is_integer(point.get("epoch"))
