@@ -10,17 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_bad_input import DIGITS, _one_error_line
 
 from lt_bench.cli import main
 
-DIGITS = ["run", "--method", "ce", "--dataset", "digits_lt", "--epochs", "1", "--batch-size", "64"]
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    (line,) = [line for line in err.splitlines() if line.startswith("lt-bench: error: ")]
-    return line
+CE_ON_DIGITS = [*DIGITS, "--method", "ce"]
 
 
 def _nothing_written(output: Path) -> bool:
@@ -61,7 +55,7 @@ WEIGHTS_CASES = {
 def test_a_pretrained_file_that_holds_no_weights_is_one_line(tmp_path, capsys, make, complaint):
     path = make(tmp_path / "weights.pth")
     output = tmp_path / "out"
-    assert main([*DIGITS, "--pretrained-file", str(path), "--output", str(output)]) == 2
+    assert main([*CE_ON_DIGITS, "--pretrained-file", str(path), "--output", str(output)]) == 2
     line = _one_error_line(capsys)
     assert re.search(complaint.format(path=re.escape(str(path))), line)
     assert _nothing_written(output)  # refused before the run starts: no folder, no record
@@ -98,7 +92,7 @@ def test_a_malformed_launcher_variable_is_one_line_naming_it(
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     output = tmp_path / "out"
-    assert main([*DIGITS, "--output", str(output)]) == 2
+    assert main([*CE_ON_DIGITS, "--output", str(output)]) == 2
     line = _one_error_line(capsys)
     assert complaint in line and "or unset" in line
     assert _nothing_written(output)
