@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
+from lt_bench.bounded_read import WEIGHTS_LIMIT, open_regular
 from lt_bench.errors import UserError
 
 
@@ -251,23 +251,30 @@ def load_weights_file(model: nn.Module, path: Path, name: str) -> None:
         raise UserError(f"weights file {path} does not fit backbone {name!r}: keys {'; '.join(problems)}")
 
 
+WEIGHTS_FIX = "pass as --pretrained-file a state dict saved by torch.save or safetensors"
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file, with DataParallel's "module." prefix removed."""
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"weights file {path} does not exist: check --pretrained-file")
-    try:
-        if path.suffix == ".safetensors":
-            contents = safetensors.torch.load_file(path)
-        else:
-            contents = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, safetensors.SafetensorError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot read weights file {path}: {reason}") from error
+    with open_regular(path, limit=WEIGHTS_LIMIT, fix=WEIGHTS_FIX) as handle:
+        try:
+            if path.suffix == ".safetensors":
+                contents = safetensors.torch.load(handle.read())
+            else:
+                contents = torch.load(handle, map_location="cpu", weights_only=True)
+        # torch's weights-only unpickler meets bytes that are no pickle with whatever its opcode
+        # handling raises (KeyError, IndexError, ValueError, ...): all mean "not a weights file".
+        except Exception as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"cannot read weights file {path}: {reason}; {WEIGHTS_FIX}") from error
     if isinstance(contents, dict):
         contents = next((contents[key] for key in ("state_dict", "model") if key in contents), contents)
     if not isinstance(contents, dict) or not all(isinstance(v, torch.Tensor) for v in contents.values()):
         raise UserError(
-            f"weights file {path} holds no state dict of tensors (plain, or under 'state_dict' or 'model')"
+            f"weights file {path} holds no state dict of tensors (plain, or under 'state_dict' or "
+            f"'model'); {WEIGHTS_FIX}"
         )
     return {key.removeprefix("module."): value for key, value in contents.items()}
 
@@ -279,7 +286,7 @@ def _first_few(keys: list[str], shown: int = 3) -> str:
 def file_digest(path: Path) -> str:
     """The first 12 hex digits of the file's sha256: names a weights file in a run's record."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path, limit=WEIGHTS_LIMIT, fix=WEIGHTS_FIX) as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:12]

@@ -380,14 +380,14 @@ def _cost_columns(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def _read_records(output: str, *, arrays: bool = True) -> list[dict[str, Any]]:
-    """The finished records under `output` (without their per-image arrays unless `arrays`), naming
-    each unreadable one on stderr."""
+def _read_records(output: str, *, per_image: bool = False) -> list[dict[str, Any]]:
+    """The finished records under `output` (with `per_image`, those holding per-image predictions),
+    naming each skipped one on stderr."""
     from lt_bench.records import iter_records
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        records = list(iter_records(output, arrays=arrays))
+        records = list(iter_records(output, per_image=per_image))
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     return records
@@ -405,7 +405,7 @@ def _write_leaderboard(
             f"no run records under {output}; pass as --output the results tree whose records/ "
             "folder holds them, or run `lt-bench sweep` into it first"
         )
-    records = _read_records(output, arrays=test_shift)
+    records = _read_records(output, per_image=test_shift)
     markdown = leaderboard_markdown(records, test_shift=test_shift, costs=costs)
     default = "leaderboard-test-shift.md" if test_shift else "leaderboard.md"
     path = Path(destination) if destination else Path(output) / default
@@ -430,7 +430,7 @@ def command_export(args: argparse.Namespace) -> None:
         )
     path = Path(args.to) if args.to else Path(args.output) / f"runs.{args.format}"
     try:
-        runs, per_class = export(_read_records(args.output), path, args.format)
+        runs, per_class = export(_read_records(args.output, per_image=True), path, args.format)
     except OSError as error:
         raise UserError(
             f"cannot write {path} ({error.strerror or error}); pass --to FILE in a folder you can write to"
@@ -448,7 +448,8 @@ def command_compact(args: argparse.Namespace) -> None:
 def command_report(args: argparse.Namespace) -> None:
     from lt_bench.report import write_report
 
-    page = write_report(_read_records(args.output), args.dataset, args.output, args.baseline)
+    records = _read_records(args.output, per_image=True)
+    page = write_report(records, args.dataset, args.output, args.baseline)
     print(f"report written to {page} (figures in {page.with_suffix('')}/)")
 
 
@@ -463,7 +464,7 @@ def command_site(args: argparse.Namespace) -> None:
         )
     site = Path(args.to) if args.to else Path(args.output) / "site"
     try:
-        index = write_site(_read_records(args.output), site, records_dir(args.output))
+        index = write_site(_read_records(args.output, per_image=True), site, records_dir(args.output))
     except OSError as error:
         raise UserError(
             f"cannot write the site to {site} ({error.strerror or error}); pass --to FOLDER you can write to"

@@ -37,13 +37,51 @@ def start_from_environment(device: torch.device) -> torch.device:
 
     CUDA runs use NCCL and the GPU `cuda:LOCAL_RANK`; CPU runs use gloo.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_distributed():
+    processes = environment_count("WORLD_SIZE", 1)
+    if processes > 1 and not is_distributed():
+        check_process_group_environment(processes)
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend)
     if is_distributed() and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", environment_count("LOCAL_RANK", 0, minimum=0))
         torch.cuda.set_device(device)
     return device
+
+
+LAUNCHED = "launch through torchrun or lt-bench's SLURM launcher (they set it), or unset it"
+
+
+def environment_count(name: str, default: int, *, minimum: int = 1) -> int:
+    """The whole number >= `minimum` that a launcher put in the environment variable `name`, or
+    `default` when it is unset; a one-line UserError naming the variable otherwise."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if not (text.strip().isascii() and text.strip().isdigit()) or int(text) < minimum:
+        raise UserError(
+            f"environment variable {name}={text!r} is not a whole number >= {minimum}; {LAUNCHED}"
+        )
+    return int(text)
+
+
+def check_process_group_environment(processes: int) -> None:
+    """What joining a process group of `processes` (WORLD_SIZE) needs besides: this process's RANK
+    below it, and the MASTER_ADDR / MASTER_PORT of rank 0."""
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(name, "").strip():
+            raise UserError(
+                f"environment variable WORLD_SIZE={processes} asks for {processes} processes but {name} is "
+                "not set; launch through torchrun or lt-bench's SLURM launcher (they set RANK, MASTER_ADDR "
+                "and MASTER_PORT), or unset WORLD_SIZE"
+            )
+    rank_given = environment_count("RANK", 0, minimum=0)
+    if rank_given >= processes:
+        raise UserError(
+            f"environment variable RANK={rank_given} is not below WORLD_SIZE={processes}; {LAUNCHED}"
+        )
+    port = environment_count("MASTER_PORT", 0)
+    if port > 65535:
+        raise UserError(f"environment variable MASTER_PORT={port} is not a port (1..65535); {LAUNCHED}")
 
 
 def shard(indices: torch.Tensor) -> torch.Tensor:

@@ -47,14 +47,14 @@ SHOWN_FIELDS = (
 IDENTITY_COLUMNS = ("Method", "Backbone", "Epochs")
 
 
-def mean_std(values: pd.Series) -> str:
-    """Fractions as "mean ± std" in percent over seeds (sample std); "–" when there are none."""
+def mean_std(values: pd.Series, seeds: int | None = None) -> str:
+    """Fractions as "mean ± std" in percent over the seeds that have the metric (sample std); "–"
+    when none has it, and "(2 of 3 seeds)" when fewer than the row's `seeds` have it."""
     values = values.dropna().astype(float) * 100
     if values.empty:
         return "–"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.1f}"
-    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
+    text = f"{values.iloc[0]:.1f}" if len(values) == 1 else f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
+    return text if seeds is None or len(values) >= seeds else f"{text} ({len(values)} of {seeds} seeds)"
 
 
 def table_title(dataset: str, ratio: float | None, protocol: str) -> str:
@@ -163,9 +163,12 @@ def _row(
     if pretraining:
         row["Pretraining"] = pretraining_text(entry.records[0])
     row.update({field_title(name): value_text(name, values.get(name)) for name in differing})
-    row.update({title: mean_std(tests[key]) if key in tests else "–" for key, title in columns.items()})
+    seeds = len(entry.records)
+    row.update(
+        {title: mean_std(tests[key], seeds) if key in tests else "–" for key, title in columns.items()}
+    )
     row.update({COST_COLUMNS[name][0]: cost_text(entry.records, name) for name in costs})
-    row["Seeds"] = len(entry.records)
+    row["Seeds"] = seeds
     row["_order"] = tests[order].astype(float).mean() if order in tests else float("nan")
     row["_label"] = describe(entry, differing)
     return row

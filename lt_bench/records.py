@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import platform
 import subprocess
 import warnings
@@ -15,9 +14,11 @@ from typing import Any
 
 from lt_bench import record_arrays
 from lt_bench.atomic import write_atomically, write_json
+from lt_bench.bounded_read import RECORD_LIMIT, UnreadableInput, read_bytes, read_text
+from lt_bench.record_schema import PER_IMAGE_FIELDS, check_record, has_per_image_fields
+from lt_bench.record_schema import SCHEMA as SCHEMA
 
-SCHEMA = "lt-bench/record/1"
-REQUIRED_FIELDS = ("schema", "status", "run_id", "method", "dataset", "backbone", "seed", "config", "metrics")
+RECORD_FIX = "rerun the run with --rerun to write it again, or move the file out of records/"
 
 
 def records_dir(output: str | Path) -> Path:
@@ -97,25 +98,18 @@ def now() -> str:
 
 
 def read_record(path: Path, *, arrays: bool = True) -> dict[str, Any]:
-    """Parse and check one record, with its arrays unless `arrays` is False (what the leaderboard and
-    status read needs none); ValueError names what is wrong."""
+    """Read (bounded: a regular file of at most RECORD_LIMIT bytes) and check one record against the
+    schema, with its arrays (lt_bench.record_arrays) unless `arrays` is False (the leaderboard and
+    status need none); ValueError names what is wrong."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        record = json.loads(read_text(path, limit=RECORD_LIMIT, fix=RECORD_FIX))
+    except UnreadableInput as error:
+        raise ValueError(error.problem) from error
+    except json.JSONDecodeError as error:
         raise ValueError(f"not readable JSON ({error})") from error
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
-        raise ValueError(f"not an lt-bench record (expected schema {SCHEMA!r})")
-    missing = [name for name in REQUIRED_FIELDS if name not in record]
-    if missing:
-        raise ValueError(f"record lacks {', '.join(missing)}")
-    wrong = _wrongly_typed(record)
-    if wrong:
-        raise ValueError(f"record has malformed {', '.join(wrong)}")
-    non_finite = _non_finite_test_metrics(record)
-    if non_finite:
-        raise ValueError(f"finished record has non-finite test metrics ({', '.join(non_finite)})")
-    if arrays and "arrays" in record:
+    if arrays and isinstance(record, dict) and "arrays" in record:
         record = record_arrays.merged(record, _sidecar(path, record["arrays"]))
+    check_record(record)
     return record
 
 
@@ -125,60 +119,30 @@ def _sidecar(path: Path, named: Any) -> dict[str, Any]:
         raise ValueError("its 'arrays' field does not name a file beside it")
     sidecar = record_arrays.arrays_path(path, named["file"])
     try:
-        data = sidecar.read_bytes()
-    except OSError as error:
-        raise ValueError(f"its arrays file {sidecar} cannot be read ({error.strerror or error}); "
-                         "restore it or rerun the run with --rerun") from error  # fmt: skip
+        data = read_bytes(sidecar, limit=RECORD_LIMIT, fix="restore it or rerun the run with --rerun")
+    except UnreadableInput as error:
+        raise ValueError(f"its arrays file: {error.problem}") from error
     if record_arrays.digest(data) != named.get("sha256"):
         raise ValueError(f"its arrays file {sidecar} is not the one it was written with (sha256 differs); "
                          "restore it or rerun the run with --rerun")  # fmt: skip
     return record_arrays.decoded(data)
 
 
-def _wrongly_typed(record: dict[str, Any]) -> list[str]:
-    """The fields a leaderboard reads that do not have the type it needs."""
-    checks = {
-        "status": record["status"] in ("finished", "failed"),
-        **{name: isinstance(record[name], str) for name in ("run_id", "method", "dataset", "backbone")},
-        "seed": isinstance(record["seed"], int),
-        "config": isinstance(record["config"], dict) and isinstance(record["config"].get("epochs"), int),
-        "metrics": isinstance(record["metrics"], dict),
-    }
-    if record["status"] == "finished" and checks["metrics"]:
-        test = record["metrics"].get("test")
-        checks["metrics.test"] = isinstance(test, dict) and all(
-            value is None or isinstance(value, (int, float)) for value in test.values()
-        )
-    return [name for name, ok in checks.items() if not ok]
-
-
-def _non_finite_test_metrics(record: dict[str, Any]) -> list[str]:
-    """'top1=nan' for each NaN or infinite test metric of a finished record (JSON readers accept them)."""
-    if record["status"] != "finished":
-        return []
-    test = record["metrics"]["test"]
-    return [
-        f"{name}={value}"
-        for name, value in sorted(test.items())
-        if value is not None and not math.isfinite(value)
-    ]
-
-
 def iter_records(
-    output: str | Path, *, finished_only: bool = True, arrays: bool = True
+    output: str | Path, *, finished_only: bool = True, per_image: bool = False
 ) -> Iterator[dict[str, Any]]:
-    """Every readable record under `<output>/records/`, once per run id (with its arrays unless
-    `arrays` is False).
+    """Every readable record under `<output>/records/` that keeps to the schema, once per run id;
+    with `per_image`, only finished records that hold their per-image predictions, read with them.
 
-    Unreadable files, and further copies of a run's record under other names, are named in a
-    warning and skipped.
+    Unreadable or invalid files, further copies of a run's record under other names, and (with
+    `per_image`) records without per-image fields are named in a warning and skipped.
     """
     copies: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for path in sorted(records_dir(output).rglob("*.json")):
         try:
-            record = read_record(path, arrays=arrays)
+            record = read_record(path, arrays=per_image)
         except ValueError as error:
-            warnings.warn(f"skipping {path}: {error}", stacklevel=2)
+            warnings.warn(f"skipping {path}: {error}; {RECORD_FIX}", stacklevel=2)
             continue
         copies.setdefault(record["run_id"], []).append((path, record))
     for run_id, entries in copies.items():
@@ -187,7 +151,13 @@ def iter_records(
             if path != kept_path:
                 warnings.warn(f"skipping {path}: another record of run {run_id} (kept {kept_path})",
                               stacklevel=2)  # fmt: skip
-        if not finished_only or record["status"] == "finished":
+        if per_image and record["status"] == "finished" and not has_per_image_fields(record):
+            warnings.warn(
+                f"skipping {kept_path}: holds no per-image test predictions ({', '.join(PER_IMAGE_FIELDS)}), "
+                f"as records of an older lt-bench; {RECORD_FIX}",
+                stacklevel=2,
+            )
+        elif not finished_only or record["status"] == "finished":
             yield record
 
 

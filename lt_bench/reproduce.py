@@ -107,10 +107,10 @@ def reproduction_markdown(paper: Paper, rows: Iterable[ReproductionRow], records
                 "Dataset": _dataset(reported),
                 "Backbone (paper)": reported.backbone or "–",
                 "Top-1 reported": f"{reported.top1:.1f}",
-                "Top-1 ours": mean_std(ours["top1"]),
+                "Top-1 ours": mean_std(ours["top1"], len(finished)),
                 "Δ": _difference(ours["top1"], reported.top1),
                 "Many / Medium / Few reported": _shots(reported),
-                "Many / Medium / Few ours": " / ".join(mean_std(ours[g]) for g in SHOTS),
+                "Many / Medium / Few ours": " / ".join(mean_std(ours[g], len(finished)) for g in SHOTS),
                 "Seeds": f"{len(finished)}/{len(row.configs)}",
                 "Deviations": ", ".join(
                     str(notes.setdefault(text, len(notes) + 1)) for text in deviations(row.configs[0])

@@ -150,7 +150,7 @@ def seed_global_rng(seed: int) -> None:
 def default_threads() -> int:
     """The CPU cores this process may use (affinity: SLURM's allocation, cgroups), shared among the
     training processes of its node (torchrun's LOCAL_WORLD_SIZE); at least 1."""
-    return max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, len(os.sched_getaffinity(0)) // distributed.environment_count("LOCAL_WORLD_SIZE", 1))
 
 
 def make_optimizer(model: nn.Module, plan: StagePlan, method: Method) -> torch.optim.SGD:

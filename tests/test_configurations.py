@@ -163,7 +163,8 @@ def test_a_finished_record_with_non_finite_test_metrics_is_named_and_skipped(tmp
     (records_dir(tmp_path) / "bad.json").write_text(bad)
     assert main(["leaderboard", "--output", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert f"bad.json: finished record has non-finite test metrics (top1={float(value)})" in captured.err
+    message = f"bad.json: metrics.test.top1 is {float(value)}, not a finite number (or null); rerun"
+    assert message in captured.err
     assert "from 1 run records" in captured.out and "| 70.0 " in captured.out
 
 

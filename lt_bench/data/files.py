@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from lt_bench.data.base import DataOptions
 from lt_bench.data.split_lists import Origins, SplitList, resolve_images
+from lt_bench.distributed import environment_count
 from lt_bench.errors import UnreadableImage, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -79,8 +80,8 @@ def default_num_workers() -> int:
     torchrun."""
     usable = len(os.sched_getaffinity(0))
     if "SLURM_CPUS_PER_TASK" in os.environ:
-        return max(1, min(usable, int(os.environ["SLURM_CPUS_PER_TASK"])))
-    return max(1, usable // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        return max(1, min(usable, environment_count("SLURM_CPUS_PER_TASK", usable)))
+    return max(1, usable // environment_count("LOCAL_WORLD_SIZE", 1))
 
 
 def decode_rgb(path: str, origin: str) -> Image.Image:

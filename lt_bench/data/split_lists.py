@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from lt_bench.atomic import write_atomically
+from lt_bench.bounded_read import TEXT_LIMIT, read_bytes, read_text
 from lt_bench.data.base import Published
 from lt_bench.errors import UserError
+
+LIST_FIX = "a list is UTF-8 text of 'relative/path label' lines: fetch it again, or save it as such"
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -84,19 +87,24 @@ def read_path_label_list(path: Path, num_classes: int) -> SplitList:
     """The entries of a `relative/path label` list; UserError naming file:line."""
     paths: list[str] = []
     labels: list[int] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            fields = line.split()
-            if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-                raise UserError(
-                    f"{path}:{line_number}: expected 'relative/path label', got {line.strip()!r}; "
-                    f"the list is truncated or corrupt: fetch it again"
-                )
-            label = int(fields[1])
-            if not 0 <= label < num_classes:
-                raise UserError(f"{path}:{line_number}: label {label} is outside 0..{num_classes - 1}")
-            paths.append(fields[0])
-            labels.append(label)
+    text = read_text(path, fix=LIST_FIX)
+    for line_number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+            raise UserError(
+                f"{path}:{line_number}: expected 'relative/path label', got {line.strip()!r}; "
+                f"the list is truncated or corrupt: fetch it again"
+            )
+        if not fields[1].isascii():  # str.isdigit also takes '٣' and '³'
+            raise UserError(
+                f"{path}:{line_number}: label {fields[1]!r} is not written in the digits 0-9; "
+                f"write it in ASCII digits, or fetch the list again"
+            )
+        label = int(fields[1])
+        if not 0 <= label < num_classes:
+            raise UserError(f"{path}:{line_number}: label {label} is outside 0..{num_classes - 1}")
+        paths.append(fields[0])
+        labels.append(label)
     if not paths:
         raise UserError(f"{path} lists no images; fetch it again")
     return SplitList(paths, np.asarray(labels, dtype=np.int64), Origins(path))
@@ -138,7 +146,7 @@ def _refuse_unpublished(lists: dict[str, SplitList], published: Published, num_c
         file = split_list.origins.file
         _, blobs = published.list_files.get(split, (file, ()))
         if blobs:
-            blob = git_blob_sha1(file.read_bytes())
+            blob = git_blob_sha1(read_bytes(file, limit=TEXT_LIMIT, fix=LIST_FIX))
             if blob not in blobs:
                 raise UserError(
                     f"{file} is not the published {split} list (git blob {blob}, published "
@@ -174,10 +182,7 @@ def files_digest(paths: Sequence[Path]) -> str:
     """A short sha256 over the files' bytes, in order: the name of a custom-lists variant."""
     digest = hashlib.sha256()
     for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise UserError(f"{path} is not readable ({error.strerror}); put the split list there") from error
+        data = read_bytes(path, limit=TEXT_LIMIT, fix="put the split list there, a regular text file")
         digest.update(b"%d\0" % len(data) + data)
     return digest.hexdigest()[:12]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import submitit
 
+from lt_bench.bounded_read import TEXT_LIMIT, read_bytes
 from lt_bench.config import RunConfig
 from lt_bench.errors import UserError
 from lt_bench.launch.profiles import Resources, load_profile
@@ -208,7 +209,8 @@ def _ends_mid_line(path: Path) -> bool:
         return handle.read(1) != b"\n"
 
 
-LEDGER_KEYS = ("job_id", "run_id", "epochs", "log_folder")
+LEDGER_FIELDS = {"job_id": str, "run_id": str, "epochs": int, "log_folder": str}  # what status reads
+LEDGER_FIX = "it is written by lt-bench launches: restore it, or move it away to forget those submissions"
 
 
 def read_ledger(output: str | Path) -> list[dict[str, Any]]:
@@ -218,7 +220,8 @@ def read_ledger(output: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     entries = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    text = read_bytes(path, limit=TEXT_LIMIT, fix=LEDGER_FIX).decode(errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -226,14 +229,20 @@ def read_ledger(output: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as error:
             warnings.warn(f"{path} line {number} is not JSON ({error}); skipped", stacklevel=2)
             continue
-        if not isinstance(entry, dict) or any(key not in entry for key in LEDGER_KEYS):
-            warnings.warn(
-                f"{path} line {number} is not a submission (needs {', '.join(LEDGER_KEYS)}); skipped",
-                stacklevel=2,
-            )
+        if not _is_submission(entry):
+            needs = ", ".join(f"{key} ({kind.__name__})" for key, kind in LEDGER_FIELDS.items())
+            warnings.warn(f"{path} line {number} is not a submission (needs {needs}); skipped", stacklevel=2)
             continue
         entries.append(entry)
     return entries
+
+
+def _is_submission(entry: Any) -> bool:
+    """A ledger entry with every field status reads, of its type (JSON's true is no epoch count)."""
+    return isinstance(entry, dict) and all(
+        isinstance(entry.get(key), kind) and not isinstance(entry.get(key), bool)
+        for key, kind in LEDGER_FIELDS.items()
+    )
 
 
 def newest_submissions(output: str | Path) -> dict[str, dict[str, Any]]:

@@ -17,12 +17,14 @@ from typing import Any
 
 import submitit
 
+from lt_bench.bounded_read import TEXT_LIMIT, UnreadableInput, read_bytes
 from lt_bench.errors import UserError
 from lt_bench.launch.slurm import QUEUED_STATES, newest_submissions, queue_states
-from lt_bench.records import read_record, record_path
+from lt_bench.records import RECORD_FIX, read_record, record_path
 
 STATES = ("queued", "running", "finished", "failed")  # always counted; others when they occur
 RESUME = "rerun the same command to resume from its checkpoint"
+FOLDER_FIX = "the run writes it: rerun the same command with --rerun, or move the run folder away"
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,13 @@ def _submitted_status(
     if recorded is not None:
         return RunStatus(job_id, run_id, *recorded)
     folder = Path(output) / "runs" / run_id
-    progress = f"epoch {_epochs_done(folder)}/{entry['epochs']}"
+    done = _epochs_done(folder)
+    progress = f"epoch {'?' if done is None else done}/{entry['epochs']}"
     if unknown is not None:
         return RunStatus(job_id, run_id, "unknown", f"SLURM state unknown ({unknown}); {progress}")
     slurm_state = queue.get(job_id)
     if slurm_state in QUEUED_STATES:
-        resumes = f", resumes at {progress}" if _epochs_done(folder) else ""
+        resumes = f", resumes at {progress}" if done else ""
         return RunStatus(job_id, run_id, "queued", slurm_state.lower() + resumes)
     if slurm_state is not None:
         return RunStatus(job_id, run_id, "running", progress)
@@ -89,11 +92,9 @@ def _local_status(folder: Path, output: str | Path) -> RunStatus:
     recorded = _recorded(output, folder.name)
     if recorded is not None:
         return RunStatus("local", folder.name, *recorded)
-    try:
-        epochs = json.loads((folder / "config.json").read_text())["epochs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        epochs = "?"
-    progress = f"epoch {_epochs_done(folder)}/{epochs}"
+    epochs = _configured_epochs(folder / "config.json")
+    done = _epochs_done(folder)
+    progress = f"epoch {'?' if done is None else done}/{epochs}"
     if (folder / "checkpoint.pt").exists():
         return RunStatus(
             "local", folder.name, "incomplete", f"{progress}, checkpoint kept (still running, or {RESUME})"
@@ -109,7 +110,7 @@ def _recorded(output: str | Path, run_id: str) -> tuple[str, str] | None:
     try:
         record = read_record(path, arrays=False)
     except ValueError as error:
-        warnings.warn(f"{path}: {error}; status read from the run folder instead", stacklevel=2)
+        warnings.warn(f"{path}: {error}; status read from the run folder instead; {RECORD_FIX}", stacklevel=2)
         return None
     if record["status"] == "finished":
         return "finished", f"top1 {100 * record['metrics']['test']['top1']:.1f}"
@@ -124,9 +125,34 @@ def _error_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _epochs_done(folder: Path) -> int:
+def _configured_epochs(path: Path) -> int | str:
+    """The epochs of a run folder's config.json; '?' when it is absent, and also, named in a
+    warning, when it is unreadable or malformed."""
+    if not path.exists():
+        return "?"
+    try:
+        epochs = json.loads(read_bytes(path, limit=TEXT_LIMIT, fix=FOLDER_FIX))["epochs"]
+    except UnreadableInput as error:
+        warnings.warn(str(error), stacklevel=2)
+        return "?"
+    except (ValueError, KeyError, TypeError):
+        epochs = None
+    if not isinstance(epochs, int) or isinstance(epochs, bool):
+        warnings.warn(f"{path}: holds no epoch count; {FOLDER_FIX}", stacklevel=2)
+        return "?"
+    return epochs
+
+
+def _epochs_done(folder: Path) -> int | None:
+    """Lines of the run's log.jsonl, one per epoch done; None, named in a warning, when unreadable."""
     log = folder / "log.jsonl"
-    return len(log.read_text().splitlines()) if log.exists() else 0
+    if not log.exists():
+        return 0
+    try:
+        return len(read_bytes(log, limit=TEXT_LIMIT, fix=FOLDER_FIX).splitlines())
+    except UnreadableInput as error:
+        warnings.warn(str(error), stacklevel=2)
+        return None
 
 
 def _cancelled_in_log(stderr: Path) -> bool:

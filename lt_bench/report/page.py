@@ -264,7 +264,10 @@ def _summary_table(variants: dict[str, Variant]) -> pd.DataFrame:
         tests = pd.DataFrame([run["metrics"]["test"] for run in variant.runs])
         row = {"Method": label, "Seeds": str(len(variant.runs))}
         row.update(
-            {title: mean_std(tests[key]) if key in tests else "–" for key, title in SUMMARY_COLUMNS.items()}
+            {
+                title: mean_std(tests[key], len(variant.runs)) if key in tests else "–"
+                for key, title in SUMMARY_COLUMNS.items()
+            }
         )
         row["Chosen knobs"] = _chosen_knobs(variant.runs)
         rows.append(row)

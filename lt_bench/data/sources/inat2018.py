@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lt_bench.bounded_read import read_text
 from lt_bench.data.base import DATASETS, DataOptions, DatasetSource, LongTailedData, Published, Recipe
 from lt_bench.data.files import FileSplit, imagenet_transforms, required_root
 from lt_bench.data.split_lists import Origins, SplitList, check_split_lists, files_digest
@@ -27,10 +28,10 @@ FILES = {"train": "train2018.json", "val": "val2018.json"}
 def read_annotations(path: Path, num_classes: int | None = None) -> tuple[SplitList, int]:
     """The images (file names, category ids, image ids) and the number of categories of a COCO-style JSON."""
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(read_text(path, fix="extract the official annotation JSON again"))
         images, annotations, categories = payload["images"], payload["annotations"], payload["categories"]
         category_of = {annotation["image_id"]: annotation["category_id"] for annotation in annotations}
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except json.JSONDecodeError as error:
         raise UserError(
             f"{path} is not valid JSON ({error}); the file is truncated: extract it again"
         ) from error
