@@ -69,6 +69,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="fix a test-time knob instead of selecting it on validation (e.g. alpha=2.0)",
     )
     group.add_argument(
+        "--option",
+        type=_knob,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a constant of the method (e.g. gamma=2.0 for focal); `lt-bench tune --method M "
+        "--show-space` lists them",
+    )
+    group.add_argument(
         "--pretrained", action="store_true", help="start from timm's published weights of the backbone"
     )
     group.add_argument(
@@ -180,7 +189,8 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         precision=args.precision,
         seed=seed,
         data_seed=args.data_seed,
-        knobs=_knobs(args.knob) or None,
+        knobs=_pairs(args.knob, "--knob") or None,
+        method_options=_pairs(args.option, "--option") or None,
         data_root=args.data_root,
         output=args.output,
         device=args.device,
@@ -196,12 +206,13 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
     )
 
 
-def _knobs(pairs: list[tuple[str, float]]) -> dict[str, float]:
-    """`--knob NAME=VALUE` pairs as a dict; a knob given twice is refused (which one would count?)."""
+def _pairs(pairs: list[tuple[str, float]], flag: str) -> dict[str, float]:
+    """`--knob` or `--option` NAME=VALUE pairs as a dict; a name given twice is refused (which one
+    would count?)."""
     names = [name for name, _ in pairs]
     for name in names:
         if names.count(name) > 1:
-            raise UserError(f"--knob {name} is given {names.count(name)} times; pass each knob once")
+            raise UserError(f"{flag} {name} is given {names.count(name)} times; pass each {flag[2:]} once")
     return dict(pairs)
 
 

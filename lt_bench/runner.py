@@ -155,6 +155,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         base_lr=config.lr,
         lr_milestones=config.milestones,
         protocol=config.protocol,
+        method_options=config.method_options,
     )
     method = method_class(context)
     knob_candidates(method, config)  # an unknown --knob fails now, not after training
@@ -243,7 +244,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         **({"head_init": head_init} if head_init else {}),
         **evaluation,
     )
-    first_config = first_stage and config.replace(method=type(method).first_stage, knobs={})
+    first_config = first_stage and first_stage_config(config, type(method).first_stage)
     record["cost"] = run_cost(
         footprint,
         images_seen=0 if source else len(data.train) // config.batch_size * config.batch_size * plan.epochs,
@@ -424,6 +425,7 @@ def check_names(config: RunConfig) -> None:
         base_lr=config.lr,
         lr_milestones=config.milestones,
         protocol=config.protocol,
+        method_options=config.method_options,
     )
     knob_candidates(method_class(placeholder), config)
 
@@ -495,7 +497,7 @@ def _stage_model(
     first_method_name = type(method).first_stage
     if first_method_name is None:
         return LongTailClassifier(backbone, method.build_head()).to(device), None
-    first_config = config.replace(method=first_method_name, knobs={})
+    first_config = first_stage_config(config, first_method_name)
     first_stage = _first_stage(first_config) if load_first_stage else None
     # Whatever the first stage drew in this process, the second stage draws from its own seed.
     seed_global_rng(derived_seed(config.seed, SECOND_STAGE))
@@ -506,6 +508,14 @@ def _stage_model(
         load_final_state(first_config, model, first_method, device, retrain=retrain)
     method.prepare_second_stage(model)
     return model.to(device), first_stage
+
+
+def first_stage_config(config: RunConfig, first_method_name: str) -> RunConfig:
+    """The run a second stage continues: `config` for the first-stage method, without test-time
+    knobs, keeping the options that method declares (e.g. weight balancing's stage-one decay)."""
+    declared = METHODS.get(first_method_name).options
+    options = {name: value for name, value in config.method_options.items() if name in declared}
+    return config.replace(method=first_method_name, knobs={}, method_options=options)
 
 
 def _first_stage(first_config: RunConfig) -> dict[str, Any]:
