@@ -192,7 +192,7 @@ def protocol_recipe(method: str, dataset: str, protocol: str) -> dict[str, Any]:
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     shared = dataclasses.asdict(DATASETS.get(dataset).recipe)
-    if protocol == "shared":
+    if protocol in ("shared", "tuned"):  # tuned: the shared recipe, then a study's best values
         return shared
     from lt_bench.method import METHODS  # the method registry imports every method: only when needed
 

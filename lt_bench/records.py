@@ -103,7 +103,7 @@ def read_record(path: Path) -> dict[str, Any]:
 def _wrongly_typed(record: dict[str, Any]) -> list[str]:
     """The fields a leaderboard reads that do not have the type it needs."""
     checks = {
-        "status": record["status"] in ("finished", "failed"),
+        "status": record["status"] in ("finished", "failed", "pruned"),  # pruned: a stopped tuning trial
         **{name: isinstance(record[name], str) for name in ("run_id", "method", "dataset", "backbone")},
         "seed": isinstance(record["seed"], int),
         "config": isinstance(record["config"], dict) and isinstance(record["config"].get("epochs"), int),

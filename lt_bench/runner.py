@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -106,11 +107,13 @@ def finished_record(config: RunConfig) -> dict[str, Any] | None:
     return record
 
 
-def run(config: RunConfig) -> dict[str, Any]:
+def run(config: RunConfig, *, on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train and evaluate `config` (resuming from its checkpoint), write and return its record.
 
-    With fixed test-time knobs, a finished knob-free run of the same code is not trained again:
-    its final weights are evaluated with the knobs (training does not depend on them).
+    `on_validation(epoch, score)` is told each validation balanced accuracy of the training curve
+    and may raise to stop training (a pruned tuning trial). With fixed test-time knobs, a finished
+    knob-free run of the same code is not trained again: its final weights are evaluated with the
+    knobs (training does not depend on them).
     """
     started = time.perf_counter()
     method_class = METHODS.get(config.method)
@@ -165,7 +168,9 @@ def run(config: RunConfig) -> dict[str, Any]:
     source = _knob_free_run(config)
     model, first_stage = _stage_model(config, method, backbone, context, device, load_first_stage=not source)
     plan = _stage_plan(config, method)
-    epoch_validation = _epoch_validation(paths, model, method, data, config, device, plan.epochs)
+    epoch_validation = _epoch_validation(
+        paths, model, method, data, config, device, plan.epochs, on_validation
+    )
     if source is not None:
         retrain = "the same command without --knob, with --rerun"
         load_final_state(source.config, model, method, device, retrain=retrain)
@@ -374,6 +379,7 @@ def _epoch_validation(
     config: RunConfig,
     device: torch.device,
     epochs: int,
+    report: Callable[[int, float], None] | None,
 ) -> EpochValidation:
     """The epoch-end hook: validation balanced accuracy (knobs searched as for the final test) for
     the training curve, and under `--select best-val` after each epoch, the best epoch kept."""
@@ -391,6 +397,7 @@ def _epoch_validation(
         epochs=epochs,
         best_epoch=best_epoch,
         tensorboard=paths.folder / "tensorboard" if config.tensorboard else None,
+        report=report,
     )
 
 
