@@ -115,16 +115,22 @@ class Study:
         }
 
 
-def load_study(study: Study) -> optuna.Study:
-    """The Optuna study in `<folder>/journal.log`, created (with study.json) if new."""
+def load_study(study: Study, worker: int = 0) -> optuna.Study:
+    """The Optuna study in `<folder>/journal.log`, created (with study.json) if new. Its sampler's
+    seed comes from the worker's index and the trials already there: a study run start to end by one
+    worker is reproducible, and neither a resumed study nor a second worker draws the same values again."""
     study.folder.mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(study.folder / "journal.log"))
     )
+    existing = 0
+    if study.name in optuna.get_all_study_names(storage):
+        existing = len(optuna.load_study(study_name=study.name, storage=storage).get_trials(deepcopy=False))
+    seed = _sampler_seed(worker, existing)
     sampler = (
-        optuna.samplers.TPESampler(seed=SAMPLER_SEED)
+        optuna.samplers.TPESampler(seed=seed)
         if study.sampler == "tpe"
-        else optuna.samplers.RandomSampler(seed=SAMPLER_SEED)
+        else optuna.samplers.RandomSampler(seed=seed)
     )
     pruner = optuna.pruners.MedianPruner() if study.pruner == "median" else optuna.pruners.NopPruner()
     if not (study.folder / "study.json").exists():
@@ -139,9 +145,15 @@ def load_study(study: Study) -> optuna.Study:
     )
 
 
-def work(study: Study, threads: int | None = None) -> None:
-    """Ask, train and tell trials until the study holds `study.trials` finished ones."""
-    optuna_study = load_study(study)
+def _sampler_seed(worker: int, trials_before: int) -> int:
+    text = json.dumps([SAMPLER_SEED, worker, trials_before])
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) if worker or trials_before else SAMPLER_SEED
+
+
+def work(study: Study, threads: int | None = None, worker: int = 0) -> None:
+    """Ask, train and tell trials until the study holds `study.trials` finished ones; `worker` is
+    this worker's index among those working on the study at once."""
+    optuna_study = load_study(study, worker)
     while (trial := next_trial(study, optuna_study)) is not None:
         evaluate(study, optuna_study, trial, threads)
 
@@ -433,7 +445,7 @@ def _here(study: Study, jobs: int) -> None:
 
     threads = max(1, (study.base.threads or default_threads()) // jobs)
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=work, args=(study, threads)) for _ in range(jobs)]
+    workers = [context.Process(target=work, args=(study, threads, index)) for index in range(jobs)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -449,8 +461,8 @@ def _here(study: Study, jobs: int) -> None:
 class TuneJob:
     """The callable a SLURM job runs: one worker of a study."""
 
-    def __call__(self, study: Study) -> str:
-        work(study)
+    def __call__(self, study: Study, worker: int) -> str:
+        work(study, worker=worker)
         return study.name
 
 
@@ -471,7 +483,7 @@ def _on_slurm(study: Study, jobs: int, cluster: str | None, args: Any) -> None:
     )
     executor.update_parameters(**resources.submitit_parameters())
     try:
-        submitted = executor.map_array(TuneJob(), [study] * jobs)
+        submitted = executor.map_array(TuneJob(), [study] * jobs, list(range(jobs)))
     except FileNotFoundError as error:
         raise UserError(
             f"cannot submit to SLURM ({error.filename} not found); run on a machine with SLURM's "
