@@ -120,6 +120,8 @@ def load_study(study: Study, worker: int = 0) -> optuna.Study:
     seed comes from the worker's index and the trials already there: a study run start to end by one
     worker is reproducible, and neither a resumed study nor a second worker draws the same values again."""
     study.folder.mkdir(parents=True, exist_ok=True)
+    if not (study.folder / "study.json").exists():
+        write_json(study.folder / "study.json", study.describe())
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(study.folder / "journal.log"))
     )
@@ -133,8 +135,6 @@ def load_study(study: Study, worker: int = 0) -> optuna.Study:
         else optuna.samplers.RandomSampler(seed=seed)
     )
     pruner = optuna.pruners.MedianPruner() if study.pruner == "median" else optuna.pruners.NopPruner()
-    if not (study.folder / "study.json").exists():
-        write_json(study.folder / "study.json", study.describe())
     return optuna.create_study(
         study_name=study.name,
         storage=storage,
