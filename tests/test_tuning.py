@@ -160,3 +160,20 @@ def test_tuning_never_reads_test_labels_and_protocol_tuned_trains_the_best_trial
     chosen = f"lr={best[1]['lr']:.3g}, weight_decay={best[1]['weight_decay']:.3g}"
     assert chosen in page
     assert list((output / "report" / "cifar10_lt").glob("*-trials.png"))
+
+
+def test_the_median_pruner_stops_trials_on_their_validation_curve_and_records_them(tmp_path: Path) -> None:
+    output = tmp_path / "results"
+    tune = "tune --methods ce --dataset digits_lt --trials 8 --epochs 3 --val-every 1 --sampler random"
+    assert main([*tune.split(), "--threads", "1", "--output", str(output)]) == 0
+    trials = _trials(output, "ce")
+    assert sum(t.state in (COMPLETE, PRUNED) for t in trials) == 8
+    pruned = [t for t in trials if t.state == PRUNED]
+    assert pruned, "no trial was pruned"
+    study_folder = next((output / "tuning").iterdir())
+    records = [json.loads(p.read_text()) for p in (study_folder / "records").glob("*.json")]
+    pruned_records = [r for r in records if r["status"] == "pruned"]
+    assert sorted(r["trial"]["number"] for r in pruned_records) == [t.number for t in pruned]
+    for record in pruned_records:  # stopped before the last epoch, with the curve it reached
+        assert record["error"].startswith("pruned at epoch ")
+        assert len(record["curve"]) < 3
