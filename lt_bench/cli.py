@@ -39,7 +39,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--trials",
         type=int,
         metavar="N",
-        help="with --protocol tuned: the study of N trials (needed when several budgets were tuned)",
+        help="tune: the trials of each method's study; --protocol tuned: train the best trial of the "
+        "study of N trials (needed when several budgets were tuned)",
     )
     group = parser.add_argument_group("overrides of the protocol's recipe")
     group.add_argument("--backbone", help="any timm model name (default: the dataset's recipe)")
