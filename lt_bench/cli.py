@@ -1,4 +1,4 @@
-"""The `lt-bench` command line: run, sweep, status, leaderboard, report, data check, list."""
+"""The `lt-bench` command line: run, sweep, tune, status, leaderboard, report, data check, list."""
 
 from __future__ import annotations
 
@@ -30,8 +30,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Training overrides shared by `run` and `sweep`; unset ones come from the dataset's recipe."""
     parser.add_argument(
         "--protocol",
-        choices=("shared", "paper"),
-        help="shared: the dataset's recipe for every method (default); paper: the method's paper's recipe",
+        choices=("shared", "paper", "tuned"),
+        help="shared: the dataset's recipe for every method (default); paper: the method's paper's "
+        "recipe; tuned: the best trial of the method's `lt-bench tune` study",
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="tune: the trials of each method's study; --protocol tuned: train the best trial of the "
+        "study of N trials (needed when several budgets were tuned)",
     )
     group = parser.add_argument_group("overrides of the protocol's recipe")
     group.add_argument("--backbone", help="any timm model name (default: the dataset's recipe)")
@@ -66,6 +74,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="fix a test-time knob instead of selecting it on validation (e.g. alpha=2.0)",
+    )
+    group.add_argument(
+        "--option",
+        type=_knob,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a constant of the method (e.g. gamma=2.0 for focal); `lt-bench tune --method M "
+        "--show-space` lists them",
     )
     group.add_argument(
         "--pretrained", action="store_true", help="start from timm's published weights of the backbone"
@@ -149,6 +166,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> Any:
+    if args.protocol == "tuned":
+        from lt_bench.tuning import tuned_config
+
+        shared = argparse.Namespace(**{**vars(args), "protocol": "shared"})
+        return tuned_config(_config(shared, method, dataset, seed), args.trials)
+    return _recipe_config(args, method, dataset, seed)
+
+
+def _recipe_config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> Any:
     from lt_bench.config import resolve_config
 
     return resolve_config(
@@ -179,7 +205,8 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
         precision=args.precision,
         seed=seed,
         data_seed=args.data_seed,
-        knobs=_knobs(args.knob) or None,
+        knobs=_pairs(args.knob, "--knob") or None,
+        method_options=_pairs(args.option, "--option") or None,
         data_root=args.data_root,
         output=args.output,
         device=args.device,
@@ -195,12 +222,13 @@ def _config(args: argparse.Namespace, method: str, dataset: str, seed: int) -> A
     )
 
 
-def _knobs(pairs: list[tuple[str, float]]) -> dict[str, float]:
-    """`--knob NAME=VALUE` pairs as a dict; a knob given twice is refused (which one would count?)."""
+def _pairs(pairs: list[tuple[str, float]], flag: str) -> dict[str, float]:
+    """`--knob` or `--option` NAME=VALUE pairs as a dict; a name given twice is refused (which one
+    would count?)."""
     names = [name for name, _ in pairs]
     for name in names:
         if names.count(name) > 1:
-            raise UserError(f"--knob {name} is given {names.count(name)} times; pass each knob once")
+            raise UserError(f"{flag} {name} is given {names.count(name)} times; pass each {flag[2:]} once")
     return dict(pairs)
 
 
@@ -250,6 +278,28 @@ def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
         precision_given=args.precision not in (None, "auto"),
         force=args.force,
     )
+
+
+def command_tune(args: argparse.Namespace) -> None:
+    """`--show-space` of one method, or one study per method: ask, train and tell its trials."""
+    from lt_bench.method import METHODS
+    from lt_bench.tuning import Study, run_studies, show_space
+
+    if args.protocol == "tuned":
+        raise UserError("lt-bench tune starts from the shared or paper recipe; drop --protocol tuned")
+    if args.show_space:
+        for name in args.methods if args.methods != ["all"] else METHODS.names():
+            print(show_space(_config(args, name, args.dataset, 0)))
+        return
+    if args.trials is None:
+        raise UserError("pass --trials N, the number of trials each method's study gets")
+    methods = METHODS.names() if args.methods == ["all"] else args.methods
+    studies = [
+        Study(_config(args, name, args.dataset, args.seeds[0]), tuple(args.seeds), args.trials,
+              args.sampler, args.pruner)
+        for name in methods
+    ]  # fmt: skip
+    run_studies(studies, jobs=args.jobs, launcher=args.launcher, cluster=args.cluster, args=args)
 
 
 def command_recipe(args: argparse.Namespace) -> None:
@@ -535,6 +585,24 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=int, nargs="+", default=[0])
     add_run_arguments(sweep)
     sweep.set_defaults(handler=command_sweep)
+
+    tune = commands.add_parser(
+        "tune",
+        help="tune each method's search space on validation with Optuna: one study per method",
+    )
+    tune.add_argument("--methods", "--method", nargs="+", required=True, help="method names, or 'all'")
+    tune.add_argument("--dataset", required=True)
+    tune.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="tuning seeds; a trial's score is their mean"
+    )
+    tune.add_argument("--jobs", type=int, default=1, help="trials trained at once (threads divided)")
+    tune.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
+    tune.add_argument(
+        "--pruner", choices=("median", "none"), default="median", help="stop trials on their val curve"
+    )
+    tune.add_argument("--show-space", action="store_true", help="print what the method's study searches")
+    add_run_arguments(tune)
+    tune.set_defaults(handler=command_tune)
 
     recipe = commands.add_parser(
         "recipe", help="print the fully resolved configuration a run would use, without running it"

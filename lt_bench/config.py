@@ -78,6 +78,8 @@ class RunConfig:
     data_seed: int = 0
     imbalance_ratio: float | None = None
     knobs: dict[str, float] = field(default_factory=dict)  # fixed test-time knobs, e.g. {"alpha": 2.0}
+    method_options: dict[str, float] = field(default_factory=dict)  # --option values, e.g. {"gamma": 2.0}
+    tuning: dict[str, Any] | None = None  # --protocol tuned: the study whose best trial this run trains
     data_root: str | None = None
     pretrained_file: str | None = None  # a local state dict to start the backbone from
     output: str = "results"
@@ -104,6 +106,9 @@ class RunConfig:
             values.pop("test_crops")
         if values["pretraining_data"] is None:
             values.pop("pretraining_data")
+        for name in ("method_options", "tuning"):  # absent from runs before options and tuning
+            if not values[name]:
+                values.pop(name)
         return values
 
     @property
@@ -193,7 +198,7 @@ def protocol_recipe(method: str, dataset: str, protocol: str) -> dict[str, Any]:
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     shared = dataclasses.asdict(DATASETS.get(dataset).recipe)
-    if protocol == "shared":
+    if protocol in ("shared", "tuned"):  # tuned: the shared recipe, then a study's best values
         return shared
     from lt_bench.method import METHODS  # the method registry imports every method: only when needed
 
@@ -330,6 +335,8 @@ def validate(config: RunConfig) -> None:
             raise UserError(f"--knob {name} must be a finite number, got {value!r}")
     if config.knobs:
         _check_knob_ranges(config)
+    if config.method_options:
+        check_method_options(config.method, config.method_options)
 
 
 def _milestones_fit(milestones: tuple[int, ...], epochs: int) -> bool:
@@ -347,6 +354,24 @@ def _check_knob_ranges(config: RunConfig) -> None:
         if not low <= value <= high:
             bounds = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
             raise UserError(f"--knob {name} must be {bounds} for method {config.method!r}, got {value:g}")
+
+
+def check_method_options(method: str, values: dict[str, float]) -> None:
+    """`--option` names the method declares (`Method.options`), each value within its range."""
+    from lt_bench.method import METHODS
+
+    options = METHODS.get(method).options
+    for name, value in values.items():
+        if name not in options:
+            known = ", ".join(sorted(options)) or "none"
+            raise UserError(f"method {method!r} has no option {name!r} (its options: {known})")
+        option = options[name]
+        if not isinstance(value, (int, float)) or not option.accepts(value):
+            whole = " (a whole number)" if option.range.integer else ""
+            raise UserError(
+                f"--option {name} must be in [{option.range.low:g}, {option.range.high:g}]{whole} for "
+                f"method {method!r}, got {value!r}"
+            )
 
 
 def _positive(value: float) -> bool:

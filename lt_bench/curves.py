@@ -34,8 +34,10 @@ class EpochValidation:
         epochs: int,
         best_epoch: BestEpoch | None = None,
         tensorboard: Path | None = None,
+        report: Callable[[int, float], None] | None = None,
     ) -> None:
         self.score, self.every, self.epochs, self.best_epoch = score, every, epochs, best_epoch
+        self.report = report  # told each (epoch, score); it may raise to stop training (a pruned trial)
         self.tensorboard = tensorboard
         self._writer: Any = None
         if tensorboard is not None:
@@ -48,6 +50,8 @@ class EpochValidation:
             entry["val_balanced_accuracy"] = self.score()
             if self.best_epoch is not None:
                 self.best_epoch.update(epoch, entry["val_balanced_accuracy"])
+            if self.report is not None:
+                self.report(epoch, entry["val_balanced_accuracy"])
         if self.tensorboard is not None:
             self._write_scalars(entry)
 

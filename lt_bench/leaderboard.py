@@ -43,6 +43,7 @@ SHOWN_FIELDS = (
     "pretrained",
     "pretrained_digest",
     "pretraining_data",
+    "tuning",  # a tuned run's study: its budget is in the table's title
 )
 IDENTITY_COLUMNS = ("Method", "Backbone", "Epochs")
 
@@ -60,8 +61,21 @@ def mean_std(values: pd.Series, seeds: int | None = None) -> str:
 def table_title(dataset: str, ratio: float | None, protocol: str) -> str:
     """'cifar10_lt (imbalance ratio 100, paper protocol)'; the shared protocol goes unnamed."""
     details = [] if ratio is None else [f"imbalance ratio {ratio:g}"]
-    details += [] if protocol == "shared" else [f"{protocol} protocol"]
+    details += [] if protocol == "shared" else [protocol if ":" in protocol else f"{protocol} protocol"]
     return f"{dataset} ({', '.join(details)})" if details else dataset
+
+
+def protocol_section(values: Mapping[str, Any]) -> str:
+    """The protocol a table ranks; tuned runs by their tuning budget, so that methods tuned with
+    different budgets never share a table: 'tuned: 8 trials per method (2 epochs × 1 seed)'."""
+    if values["protocol"] != "tuned":
+        return values["protocol"]
+    budget = values["tuning"]["budget"]
+    seeds = len(budget["seeds"])
+    return (
+        f"tuned: {budget['trials']} trials per method ({budget['epochs']} epochs × {seeds} "
+        f"seed{'s' if seeds > 1 else ''})"
+    )
 
 
 def test_metrics(record: Record) -> Mapping[str, float | None]:
@@ -120,9 +134,8 @@ def leaderboard_tables(
     tables: dict[tuple, list[Configuration]] = {}
     for entry in configurations:
         values = entry.values
-        tables.setdefault((values["dataset"], values["imbalance_ratio"], values["protocol"]), []).append(
-            entry
-        )
+        key = (values["dataset"], values["imbalance_ratio"], protocol_section(values))
+        tables.setdefault(key, []).append(entry)
     result = {}
     for dataset, ratio, protocol in sorted(tables, key=_table_order):
         rows = tables[dataset, ratio, protocol]

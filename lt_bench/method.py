@@ -35,6 +35,10 @@ Every random draw of these hooks comes from the generators the core passes, seed
 seed, stage, epoch and step, so a resumed run draws the same values.
 (l) A multi-expert head returns logits [batch, experts, classes]: `loss` receives them whole, and
 `combine_experts` turns them into the [batch, classes] logits of one prediction.
+(n) `options` are the method's own constants (focal γ, LA τ, …) with their paper values and the
+range tuning searches; the method reads each with `option(name)`, which `--option NAME=VALUE` sets.
+`search_space()` is what `lt-bench tune` searches: the shared lr × weight decay and every option; a
+plugin may override it (e.g. to add a RunConfig field such as a second stage's lr).
 (m) `adapts_at_test` methods learn test-time knobs from unlabelled test images, never their labels:
 per test set (the test split, each shifted set of `lt_bench.test_shift`), from the backbone features
 of two augmented views of its images; `inference_logits` on that set then also takes those knobs.
@@ -43,7 +47,7 @@ of two augmented views of its images; `inference_logits` on that set then also t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,6 +58,7 @@ from torch import nn
 from lt_bench.data import samplers
 from lt_bench.protocol import Paper, PaperRecipe, Reported
 from lt_bench.registry import Registry
+from lt_bench.search_space import SHARED_SEARCH_SPACE, Option, Range, option_ranges
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class MethodContext:
     base_lr: float
     lr_milestones: tuple[int, ...] = ()  # epochs where a multi-step schedule drops the rate
     protocol: str = "shared"  # "shared" (the dataset's recipe) or "paper" (the method's own recipe)
+    method_options: Mapping[str, float] = field(default_factory=dict)  # (n) `--option` values given
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ class Method:
     reported: ClassVar[tuple[Reported, ...]] = ()
     # (e) each test-time knob's valid values, inclusive: {"alpha": (0.0, math.inf)}; unlisted: unbounded
     test_time_knob_ranges: ClassVar[Mapping[str, tuple[float, float]]] = {}
+    # (n) the method's tunable constants: name → paper value and search range
+    options: ClassVar[Mapping[str, Option]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -107,6 +115,16 @@ class Method:
 
     def __init__(self, context: MethodContext) -> None:
         self.context = context
+
+    # (n) options and the search space
+    def option(self, name: str) -> float:
+        """The value of option `name`: as `--option` set it, else the paper's."""
+        return float(self.context.method_options.get(name, type(self).options[name].default))
+
+    @classmethod
+    def search_space(cls) -> dict[str, Range]:
+        """What `lt-bench tune` searches: RunConfig fields (lr, weight_decay, …) and option names."""
+        return {**SHARED_SEARCH_SPACE, **option_ranges(cls.options)}
 
     # (a) the head
     def build_head(self) -> nn.Module:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-PROTOCOLS = ("shared", "paper")
+PROTOCOLS = ("shared", "paper", "tuned")  # tuned: the best trial of `lt-bench tune` (lt_bench.tuning)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from lt_bench.test_shift import SHIFTS, shifted_indices
 
 SCHEMA = "lt-bench/record/1"
 REQUIRED_FIELDS = ("schema", "status", "run_id", "method", "dataset", "backbone", "seed", "config", "metrics")
-STATUSES = ("finished", "failed")
+STATUSES = ("finished", "failed", "pruned")  # pruned: a tuning trial stopped early
 FRACTIONS = ("top1", "top5", "many", "medium", "few", "balanced_accuracy", "macro_f1", "ece")
 COST_FIELDS = ("total_parameters", "trainable_parameters", "flops_per_image", "images_seen", "device_hours",
                "wall_time_s", "devices")  # fmt: skip

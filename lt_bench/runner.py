@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -106,11 +107,13 @@ def finished_record(config: RunConfig) -> dict[str, Any] | None:
     return record
 
 
-def run(config: RunConfig) -> dict[str, Any]:
+def run(config: RunConfig, *, on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train and evaluate `config` (resuming from its checkpoint), write and return its record.
 
-    With fixed test-time knobs, a finished knob-free run of the same code is not trained again:
-    its final weights are evaluated with the knobs (training does not depend on them).
+    `on_validation(epoch, score)` is told each validation balanced accuracy of the training curve
+    and may raise to stop training (a pruned tuning trial). With fixed test-time knobs, a finished
+    knob-free run of the same code is not trained again: its final weights are evaluated with the
+    knobs (training does not depend on them).
     """
     started = time.perf_counter()
     method_class = METHODS.get(config.method)
@@ -155,6 +158,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         base_lr=config.lr,
         lr_milestones=config.milestones,
         protocol=config.protocol,
+        method_options=config.method_options,
     )
     method = method_class(context)
     knob_candidates(method, config)  # an unknown --knob fails now, not after training
@@ -164,7 +168,9 @@ def run(config: RunConfig) -> dict[str, Any]:
     source = _knob_free_run(config)
     model, first_stage = _stage_model(config, method, backbone, context, device, load_first_stage=not source)
     plan = _stage_plan(config, method)
-    epoch_validation = _epoch_validation(paths, model, method, data, config, device, plan.epochs)
+    epoch_validation = _epoch_validation(
+        paths, model, method, data, config, device, plan.epochs, on_validation
+    )
     if source is not None:
         retrain = "the same command without --knob, with --rerun"
         load_final_state(source.config, model, method, device, retrain=retrain)
@@ -243,7 +249,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         **({"head_init": head_init} if head_init else {}),
         **evaluation,
     )
-    first_config = first_stage and config.replace(method=type(method).first_stage, knobs={})
+    first_config = first_stage and first_stage_config(config, type(method).first_stage)
     record["cost"] = run_cost(
         footprint,
         images_seen=0 if source else len(data.train) // config.batch_size * config.batch_size * plan.epochs,
@@ -373,6 +379,7 @@ def _epoch_validation(
     config: RunConfig,
     device: torch.device,
     epochs: int,
+    report: Callable[[int, float], None] | None,
 ) -> EpochValidation:
     """The epoch-end hook: validation balanced accuracy (knobs searched as for the final test) for
     the training curve, and under `--select best-val` after each epoch, the best epoch kept."""
@@ -390,6 +397,7 @@ def _epoch_validation(
         epochs=epochs,
         best_epoch=best_epoch,
         tensorboard=paths.folder / "tensorboard" if config.tensorboard else None,
+        report=report,
     )
 
 
@@ -424,6 +432,7 @@ def check_names(config: RunConfig) -> None:
         base_lr=config.lr,
         lr_milestones=config.milestones,
         protocol=config.protocol,
+        method_options=config.method_options,
     )
     knob_candidates(method_class(placeholder), config)
 
@@ -495,7 +504,7 @@ def _stage_model(
     first_method_name = type(method).first_stage
     if first_method_name is None:
         return LongTailClassifier(backbone, method.build_head()).to(device), None
-    first_config = config.replace(method=first_method_name, knobs={})
+    first_config = first_stage_config(config, first_method_name)
     first_stage = _first_stage(first_config) if load_first_stage else None
     # Whatever the first stage drew in this process, the second stage draws from its own seed.
     seed_global_rng(derived_seed(config.seed, SECOND_STAGE))
@@ -506,6 +515,14 @@ def _stage_model(
         load_final_state(first_config, model, first_method, device, retrain=retrain)
     method.prepare_second_stage(model)
     return model.to(device), first_stage
+
+
+def first_stage_config(config: RunConfig, first_method_name: str) -> RunConfig:
+    """The run a second stage continues: `config` for the first-stage method, without test-time
+    knobs, keeping the options that method declares (e.g. weight balancing's stage-one decay)."""
+    declared = METHODS.get(first_method_name).options
+    options = {name: value for name, value in config.method_options.items() if name in declared}
+    return config.replace(method=first_method_name, knobs={}, method_options=options)
 
 
 def _first_stage(first_config: RunConfig) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from lt_bench.method import METHODS
 from lt_bench.methods.logit_adjustment import logit_adjusted_loss
 from lt_bench.methods.sade import CIFAR_DEVIATIONS, CIFAR_OVERRIDES, CosineExperts
 from lt_bench.protocol import Paper, PaperRecipe
+from lt_bench.search_space import Option, Range
 
 EXPERT_LAMBDAS = (0.0, 1.0, 2.0)  # "tau_list": [0, 1.0, 2.0] of the official configs
 CIFAR_CONFIG = "configs/mixup/standard_training/config_cifar100_ir100_bs-experts.json"
@@ -71,7 +72,10 @@ class BalPoE(CosineExperts):
         )
     }
 
-    experts = tuple(f"lambda_{lam:g}" for lam in EXPERT_LAMBDAS)
+    experts = tuple(f"lambda_{lam:g}" for lam in EXPERT_LAMBDAS)  # named by the paper's λs
+    # The λ-set is 1 − s, 1, 1 + s: its mean stays 1, which the paper shows makes the product balanced.
+    options = {"lambda_spread": Option(1.0, Range(0.0, 2.0), "s of the experts' λ = 1 − s, 1, 1 + s")}
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return balanced_experts_loss(logits, targets, self.class_priors)
+        spread = self.option("lambda_spread")
+        return balanced_experts_loss(logits, targets, self.class_priors, (1.0 - spread, 1.0, 1.0 + spread))

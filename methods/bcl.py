@@ -24,6 +24,7 @@ from torch import nn
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.methods.lift import ScaledCosineHead
 from lt_bench.methods.logit_adjustment import class_priors, logit_adjusted_loss
+from lt_bench.search_space import Option, Range
 
 CE_WEIGHT = 1.0  # main.py --alpha
 CONTRASTIVE_WEIGHT = 0.35  # main.py --beta
@@ -96,6 +97,10 @@ class BalancedContrastiveLearning(Method):
 
     description = "balanced contrastive learning + logit-adjusted CE on three views (Zhu et al., CVPR 2022)"
     views = 3
+    options = {
+        "contrastive_weight": Option(CONTRASTIVE_WEIGHT, Range(0.0, 2.0), "λ (main.py --beta) of L_BCL"),
+        "temperature": Option(TEMPERATURE, Range(0.03, 0.5, log=True), "the contrastive temperature"),
+    }
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
@@ -111,5 +116,7 @@ class BalancedContrastiveLearning(Method):
     ) -> torch.Tensor:
         cross_entropy = logit_adjusted_loss(logits[: len(targets)], targets, self.class_priors)
         projections = self.head.project(features)[len(targets) :]  # every view through the MLP's BatchNorm
-        contrastive = balanced_contrastive_loss(projections, targets, self.head.prototypes())
-        return CE_WEIGHT * cross_entropy + CONTRASTIVE_WEIGHT * contrastive
+        contrastive = balanced_contrastive_loss(
+            projections, targets, self.head.prototypes(), temperature=self.option("temperature")
+        )
+        return CE_WEIGHT * cross_entropy + self.option("contrastive_weight") * contrastive

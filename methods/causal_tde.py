@@ -19,6 +19,7 @@ from lt_bench.distributed import global_mean
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.methods.decoupling import EPOCH_START_COSINE, IMAGENET_LT_SCHEDULE, RESNEXT50
 from lt_bench.protocol import Paper, PaperRecipe, Reported
+from lt_bench.search_space import Option, Range
 
 NUM_HEADS = 2
 TAU = 16.0
@@ -110,13 +111,14 @@ def lr_scaled_momentum(lr: float) -> float:
 class CausalNormClassifier(nn.Module):
     """The multi-head normalised classifier of Eq. 7: one C×D weight, no bias."""
 
-    def __init__(self, feature_dim: int, num_classes: int) -> None:
+    def __init__(self, feature_dim: int, num_classes: int, *, tau: float = TAU, gamma: float = GAMMA) -> None:
         super().__init__()
         bound = feature_dim**-0.5
         self.weight = nn.Parameter(torch.empty(num_classes, feature_dim).uniform_(-bound, bound))
+        self.tau, self.gamma = tau, gamma
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return causal_norm_logits(features, self.weight)
+        return causal_norm_logits(features, self.weight, tau=self.tau, gamma=self.gamma)
 
 
 TDE_PAPER = Paper(
@@ -200,14 +202,22 @@ class CausalTDE(Method):
         Reported("cifar100_lt", 10, 59.6, backbone="ResNet-32", table="Table 3"),
     )
     test_time_knob_ranges = {"alpha": (0.0, math.inf)}  # α scales the removed effect; < 0 would add it
+    # The training constants (K stays 2: the feature size must split into K heads); α is a test-time
+    # knob chosen on validation, not an option.
+    options = {
+        "tau": Option(TAU, Range(4.0, 32.0, log=True), "τ, the normalised classifier's scale"),
+        "gamma": Option(GAMMA, Range(1 / 128, 1 / 8, log=True), "γ added to the weight norms"),
+        "momentum": Option(MOMENTUM, Range(0.5, 0.99), "μ of the moving-average feature"),
+    }
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
         self.moving_average = torch.zeros(context.feature_dim)
-        self.momentum = MOMENTUM
+        self.momentum = self.option("momentum")
 
     def build_head(self) -> nn.Module:
-        return CausalNormClassifier(self.context.feature_dim, self.context.num_classes)
+        tau, gamma = self.option("tau"), self.option("gamma")
+        return CausalNormClassifier(self.context.feature_dim, self.context.num_classes, tau=tau, gamma=gamma)
 
     def on_epoch_start(self, epoch: int, lr: float) -> None:
         if self.context.dataset in LR_SCALED_MOMENTUM:
@@ -234,7 +244,9 @@ class CausalTDE(Method):
         return {"alpha": ALPHA_GRID}
 
     def inference_logits(self, head: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
-        return tde_logits(features, head.weight, self.moving_average, alpha=knobs["alpha"])
+        return tde_logits(
+            features, head.weight, self.moving_average, alpha=knobs["alpha"], tau=head.tau, gamma=head.gamma
+        )
 
 
 @METHODS.register("deconfound")

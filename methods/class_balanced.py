@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lt_bench.method import METHODS, Method, MethodContext
+from lt_bench.search_space import Option, Range
 
 BETA = 0.9999  # the β of the LDAM-DRW Reweight and DRW rules
 
@@ -35,10 +36,12 @@ class ClassBalanced(Method):
     """Cross-entropy with class-balanced weights (β = 0.9999) from the first epoch."""
 
     description = "CE re-weighted by effective numbers, beta = 0.9999 (Cui et al., CVPR 2019)"
+    # Cui et al. tried β ∈ {0.9, 0.99, 0.999, 0.9999} (Table 2); the range spans their values and beyond.
+    options = {"beta": Option(BETA, Range(0.9, 0.99999), "β of the effective number (1 − β^n)/(1 − β)")}
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
-        self.class_weights = effective_number_weights(context.class_counts)
+        self.class_weights = effective_number_weights(context.class_counts, self.option("beta"))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # PyTorch's weighted mean Σ w_{y_i}·CE_i / Σ w_{y_i}, as the official code's weighted CE.

@@ -20,6 +20,7 @@ from lt_bench.data import samplers
 from lt_bench.method import METHODS, Method, MixedBatch
 from lt_bench.methods.ldam import LDAM_DRW_RECIPES
 from lt_bench.protocol import Paper, PaperRecipe, Reported
+from lt_bench.search_space import Option, Range
 
 MIX_PROBABILITY = 0.5  # opts.py --mixup_prob
 BETA = 1.0  # opts.py --beta
@@ -83,6 +84,8 @@ class ContextRichMinorityOversampling(Method):
     # CE + CMO on CIFAR-100-LT at imbalance ratio 100, ResNet-32, 200 epochs.
     reported = (Reported("cifar100_lt", 100, 43.9, backbone="ResNet-32", table="CIFAR-100-LT, CE + CMO"),)
 
+    options = {"mix_probability": Option(MIX_PROBABILITY, Range(0.1, 1.0), "a step's chance to mix")}
+
     def mixing_sample_order(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         # Class j drawn ∝ n_j · n_j^(−α), then an image of it uniformly, with replacement.
         return samplers.class_power(labels, generator, 1.0 - WEIGHTED_ALPHA)
@@ -95,7 +98,7 @@ class ContextRichMinorityOversampling(Method):
         epoch: int,
         rng: np.random.Generator,
     ) -> MixedBatch | None:
-        if rng.random() >= MIX_PROBABILITY or not mixes_in_epoch(epoch, self.context.epochs):
+        if rng.random() >= self.option("mix_probability") or not mixes_in_epoch(epoch, self.context.epochs):
             return None
         others, other_targets = second
         box = cutmix_box(images.shape[-2], images.shape[-1], float(rng.beta(BETA, BETA)), rng)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from lt_bench.method import METHODS, Method
 from lt_bench.methods.ldam import LDAM_DRW_PAPER, LDAM_DRW_RECIPES
+from lt_bench.search_space import Option, Range
 
 GAMMA = 1.0  # LDAM-DRW cifar_train.py uses γ = 1 for its focal baseline
 
@@ -39,6 +40,7 @@ class Focal(Method):
     # The "Focal" baseline of Cao et al. (cifar_train.py --loss_type Focal), trained on their recipe.
     paper = LDAM_DRW_PAPER
     paper_recipes = LDAM_DRW_RECIPES
+    options = {"gamma": Option(GAMMA, Range(0.0, 5.0), "the focusing exponent γ (Lin et al. tried 0–5)")}
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return focal_loss(logits, targets, GAMMA)
+        return focal_loss(logits, targets, self.option("gamma"))

@@ -18,6 +18,7 @@ from torch import nn
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.methods.class_balanced import effective_number_weights
 from lt_bench.protocol import Paper, PaperRecipe, Reported
+from lt_bench.search_space import Option, Range
 
 MAX_MARGIN = 0.5  # the official default, on the rarest class
 SCALE = 30.0  # s of the official code
@@ -50,12 +51,12 @@ def ldam_loss(
     return F.cross_entropy(scale * adjusted, targets, weight=weight)
 
 
-def reweighting_epoch(context: MethodContext) -> int:
-    """The 0-based epoch where DRW switches its weights on: the first learning-rate milestone, or
-    160/200 of the epochs when the schedule has none."""
-    if context.lr_milestones:
+def reweighting_epoch(context: MethodContext, fraction: float | None = None) -> int:
+    """The 0-based epoch where DRW switches its weights on: `fraction` of the epochs when given, else
+    the first learning-rate milestone, or 160/200 of the epochs when the schedule has none."""
+    if fraction is None and context.lr_milestones:
         return min(context.lr_milestones)
-    return round(context.epochs * DRW_FRACTION)
+    return round(context.epochs * (DRW_FRACTION if fraction is None else fraction))
 
 
 class NormalisedLinear(nn.Module):
@@ -116,6 +117,10 @@ class LDAM(Method):
     description = "label-distribution-aware margin loss on a cosine head (Cao et al., NeurIPS 2019)"
     paper = LDAM_DRW_PAPER
     paper_recipes = LDAM_DRW_RECIPES
+    options = {
+        "max_margin": Option(MAX_MARGIN, Range(0.05, 1.0, log=True), "C: the rarest class's margin"),
+        "scale": Option(SCALE, Range(1.0, 64.0, log=True), "s, the cosine logits' scale"),
+    }
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
@@ -126,11 +131,18 @@ class LDAM(Method):
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = None if self.class_weights is None else self.class_weights.to(logits)
-        return ldam_loss(logits, targets, self.context.class_counts, weight=weight)
+        return ldam_loss(
+            logits,
+            targets,
+            self.context.class_counts,
+            max_margin=self.option("max_margin"),
+            scale=self.option("scale"),
+            weight=weight,
+        )
 
     def inference_logits(self, head: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
         # s·cos: the official cosine output's argmax, and the softmax the loss trained (NLL, ECE).
-        return SCALE * head(features)
+        return self.option("scale") * head(features)
 
 
 @METHODS.register("ldam_drw")
@@ -146,6 +158,13 @@ class LDAMDRW(LDAM):
         Reported("cifar100_lt", 10, 58.71, backbone="ResNet-32", table="Table 2"),  # error 41.29
     )
 
+    options = {
+        **LDAM.options,
+        # The default is the recipe's first milestone (or 160/200 of the epochs): given, a fraction.
+        "drw_start": Option(DRW_FRACTION, Range(0.3, 0.95), "fraction of the epochs before re-weighting"),
+    }
+
     def on_epoch_start(self, epoch: int, lr: float) -> None:
-        reweight = epoch >= reweighting_epoch(self.context)
+        fraction = self.context.method_options.get("drw_start")
+        reweight = epoch >= reweighting_epoch(self.context, fraction)
         self.class_weights = effective_number_weights(self.context.class_counts) if reweight else None

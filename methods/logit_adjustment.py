@@ -19,6 +19,7 @@ from lt_bench.errors import UserError
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.methods.decoupling import SecondStageOfCE
 from lt_bench.protocol import Paper, PaperRecipe, Reported
+from lt_bench.search_space import Option, Range
 
 TAU = 1.0
 POSTHOC_TAU_GRID = tuple(step * 0.25 for step in range(9))  # 0.0, 0.25, …, 2.0; 0 is CE, 1 the paper's
@@ -137,12 +138,14 @@ class LogitAdjustedLoss(Method):
         Reported("cifar100_lt", 100, 44.06, backbone="ResNet-32", table=README_TABLE),
     )
 
+    options = {"tau": Option(TAU, Range(0.0, 3.0), "τ of the prior added to the logits in the loss")}
+
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
         self.class_priors = class_priors(context.class_counts)  # refuses empty classes up front
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return logit_adjusted_loss(logits, targets, self.class_priors, TAU)
+        return logit_adjusted_loss(logits, targets, self.class_priors, self.option("tau"))
 
 
 @METHODS.register("logit_adjustment_posthoc")

@@ -34,6 +34,7 @@ from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.methods.ldam import NormalisedLinear
 from lt_bench.methods.logit_adjustment import class_priors, log_class_priors, logit_adjusted_loss
 from lt_bench.protocol import Paper, PaperRecipe, Reported
+from lt_bench.search_space import Option, Range
 
 EXPERTS = ("long_tailed", "balanced", "inverse")
 INVERSE_LAMBDA = 2.0  # "tau": 2 of every official config
@@ -209,9 +210,10 @@ class SADE(CosineExperts):
         Reported("cifar100_lt", 100, 49.8, backbone="ResNet-32", table=README_TABLE),
     )
     adapts_at_test = True
+    options = {"tau": Option(INVERSE_LAMBDA, Range(0.5, 4.0), "λ (the configs' tau) of the inverse expert")}
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return skill_diverse_loss(logits, targets, self.class_priors)
+        return skill_diverse_loss(logits, targets, self.class_priors, self.option("tau"))
 
     def inference_logits(self, head: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
         if not knobs:

@@ -22,11 +22,16 @@ from torch import nn
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.methods.class_balanced import effective_number_weights
 from lt_bench.methods.decoupling import freeze
+from lt_bench.search_space import SHARED_SEARCH_SPACE, Option, Range, option_ranges
 
 STAGE_ONE_WEIGHT_DECAY = 5e-3  # demo1: "We found the value for the weight decay parameter using Grid Search"
 STAGE_TWO_WEIGHT_DECAY = 0.1  # demo2
 MAX_NORM_THRESHOLD = 0.1  # demo2: thresh = 0.1
 OFFICIAL_EPOCHS = (320, 10)  # stage 1, stage 2
+# The weight decays replace the recipe's, so they, not the shared weight decay, are searched.
+STAGE_ONE_OPTIONS = {
+    "stage_one_weight_decay": Option(STAGE_ONE_WEIGHT_DECAY, Range(1e-5, 1e-1, log=True), "stage 1's decay"),
+}
 
 
 def max_norm_radius(weight: torch.Tensor, threshold: float = MAX_NORM_THRESHOLD) -> float:
@@ -51,6 +56,11 @@ def softmax_class_balanced_loss(
     return F.binary_cross_entropy(probabilities, one_hot, weight=weights)
 
 
+def own_weight_decays(options: dict[str, Option]) -> dict[str, Range]:
+    """The shared lr and the options: the stages' own weight decays replace the recipe's."""
+    return {"lr": SHARED_SEARCH_SPACE["lr"], **option_ranges(options)}
+
+
 def with_weight_decay(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """One optimizer group of the trainable parameters at `weight_decay`."""
     return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
@@ -61,9 +71,14 @@ class CrossEntropyTunedWeightDecay(Method):
     """Stage 1 of weight balancing: CE with weight decay 5e-3 on every parameter."""
 
     description = "CE with tuned weight decay 5e-3, weight balancing's stage 1 (Alshammari et al., CVPR 2022)"
+    options = STAGE_ONE_OPTIONS
+
+    @classmethod
+    def search_space(cls) -> dict[str, Range]:
+        return own_weight_decays(cls.options)
 
     def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-        return with_weight_decay(model, STAGE_ONE_WEIGHT_DECAY)
+        return with_weight_decay(model, self.option("stage_one_weight_decay"))
 
 
 @METHODS.register("weight_balancing")
@@ -74,6 +89,15 @@ class WeightBalancing(Method):
         "class-balanced classifier stage with MaxNorm and weight decay (Alshammari et al., CVPR 2022)"
     )
     first_stage = "ce_weight_decay"
+    options = {  # stage_one_weight_decay goes to the first stage, whose option it is
+        **STAGE_ONE_OPTIONS,
+        "stage_two_weight_decay": Option(STAGE_TWO_WEIGHT_DECAY, Range(1e-4, 1.0, log=True), "stage 2"),
+        "max_norm_threshold": Option(MAX_NORM_THRESHOLD, Range(0.0, 1.0), "MaxNorm's radius: min→max"),
+    }
+
+    @classmethod
+    def search_space(cls) -> dict[str, Range]:
+        return own_weight_decays(cls.options)
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
@@ -89,10 +113,10 @@ class WeightBalancing(Method):
     def prepare_second_stage(self, model: nn.Module) -> None:
         freeze(model.backbone)
         self.classifier = model.head
-        self.radius = max_norm_radius(model.head.weight.detach())
+        self.radius = max_norm_radius(model.head.weight.detach(), self.option("max_norm_threshold"))
 
     def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-        return with_weight_decay(model, STAGE_TWO_WEIGHT_DECAY)
+        return with_weight_decay(model, self.option("stage_two_weight_decay"))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return softmax_class_balanced_loss(logits, targets, self.class_weights)

@@ -254,3 +254,24 @@ def test_profile_dataset_tables_and_flags_override_defaults() -> None:
     parameters = node.submitit_parameters()
     assert parameters["slurm_setup"][0] == "module load cuda/12.1"
     assert parameters["slurm_account"] == "my-lab" and parameters["gpus_per_node"] == 8
+
+
+def test_tune_with_two_slurm_jobs_trains_two_trials_at_once_in_one_study(slurm, tmp_path) -> None:
+    import optuna
+    from test_tuning import _trials
+
+    output = tmp_path / "results"
+    command = "tune --methods ce --dataset mnist_lt --trials 4 --epochs 3 --jobs 2 --pruner none"
+    assert main([*command.split(), "--output", str(output), *"--launcher slurm --cluster local".split()]) == 0
+    finished = [t for t in _trials(output, "ce") if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 4
+    assert len({t.user_attrs["owner"]["pid"] for t in finished}) == 2  # both jobs trained trials
+    overlapping = [
+        (a.number, b.number)
+        for a in finished
+        for b in finished
+        if a.user_attrs["owner"] != b.user_attrs["owner"]
+        and a.datetime_start < b.datetime_complete
+        and b.datetime_start < a.datetime_complete
+    ]
+    assert overlapping, "no two trials of the two jobs ran at the same time"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,12 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    EngFormatter,
+    FuncFormatter,
+    MaxNLocator,
+    NullFormatter,
+)
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from lt_bench.atomic import write_atomically  # noqa: E402
@@ -296,3 +302,34 @@ def save(figure: Figure, path: Path) -> None:
         lambda handle: figure.savefig(handle, format="png", dpi=DPI, metadata={"Software": None}),
     )
     plt.close(figure)
+
+
+def trials_figure(studies: dict[str, tuple[list[tuple[int, float | None]], int]]) -> Figure:
+    """Per tuned method, each trial's validation balanced accuracy by trial number (pruned trials as
+    crosses at the bottom), the best so far as a step line and the chosen trial circled."""
+    figure, grid = _panels(len(studies))
+    for (label, (scores, best)), axes in zip(studies.items(), grid, strict=True):
+        finished = [(number, 100 * score) for number, score in scores if score is not None]
+        pruned = [number for number, score in scores if score is None]
+        axes.plot([n for n, _ in finished], [s for _, s in finished], "o", markersize=4, label="trial")
+        running, best_so_far = [], -math.inf
+        for _, score in finished:
+            best_so_far = max(best_so_far, score)
+            running.append(best_so_far)
+        axes.step(
+            [n for n, _ in finished], running, where="post", color="black", linewidth=1, label="best so far"
+        )
+        if pruned:
+            axes.plot(pruned, [0] * len(pruned), "x", color="grey", label="pruned")
+        chosen = [s for n, s in finished if n == best]
+        axes.plot(
+            [best] * len(chosen), chosen, "o", markersize=10, fillstyle="none", color="red", label="chosen"
+        )
+        axes.set(xlabel="trial (0: the untuned recipe)", ylim=(-3, 103), title=label)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.title.set_fontsize(9)
+        axes.grid(True, alpha=0.3)
+    grid[0].set_ylabel("validation balanced accuracy (%)")
+    handles, labels = grid[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7)
+    return figure

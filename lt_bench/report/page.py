@@ -30,8 +30,10 @@ from lt_bench.report.series import (
     pooled_calibration,
     shot_bands,
     training_curve,
+    trial_scores,
 )
 from lt_bench.test_shift import MEAN, SHIFTS, shift_accuracies
+from lt_bench.tuning import TUNING_FOLDER
 
 # Plain cross-entropy: the reference every long-tail paper reports its gains against.
 REFERENCE_BASELINE = "ce"
@@ -87,7 +89,7 @@ def write_report(
     written: set[Path] = set()
     lines = _header(runs, baselines)
     for setting, variants in runs.settings.items():
-        lines += _setting_section(setting, variants, compared_to, folder, written)
+        lines += _setting_section(setting, variants, compared_to, folder, written, Path(output))
     if any(_baselines_in(variants, compared_to) for variants in runs.settings.values()):
         lines += BOOTSTRAP_SCHEME
     page = report_folder(output) / f"{dataset}.md"
@@ -143,6 +145,7 @@ def _setting_section(
     compared_to: Sequence[str],
     folder: Path,
     written: set[Path],
+    output: Path,
 ) -> list[str]:
     def figure_file(kind: str, figure: figures.Figure) -> str:
         path = folder / f"{re.sub(r'[^A-Za-z0-9._-]', '_', setting.slug)}-{kind}.png"
@@ -196,6 +199,7 @@ def _setting_section(
             "values the runs chose (highest validation balanced accuracy), and each panel's title "
             "says how many seeds chose each.",
         )
+    lines += _tuning_section(variants, output, figure_file)
     lines += _shift_section(variants)
     colour_of = {label: index for index, label in enumerate(variants)}
     training = {label: (colour_of[label], c) for label, v in variants.items() if (c := training_curve(v))}
@@ -222,6 +226,39 @@ def _setting_section(
     for baseline in _baselines_in(variants, compared_to):
         lines += _differences_section(variants, baseline)
     return lines
+
+
+def _tuning_section(variants: dict[str, Variant], output: Path, figure_file) -> list[str]:
+    """For `--protocol tuned` runs: each method's study, budget, best trial and chosen values, and
+    its validation score by trial (from the trial records of `<output>/tuning/<study>/`)."""
+    tuned = {label: tuning for label, v in variants.items() if (tuning := v.runs[0]["config"].get("tuning"))}
+    if not tuned:
+        return []
+    rows = [
+        {
+            "Variant": label,
+            "Study": tuning["study"],
+            "Budget": f"{tuning['budget']['trials']} trials × {tuning['budget']['epochs']} epochs × "
+            f"{len(tuning['budget']['seeds'])} seed(s)",
+            "Best trial": str(tuning["best_trial"]),
+            "Validation balanced": f"{100 * tuning['best_validation_score']:.1f}",
+            "Chosen values": ", ".join(f"{name}={value:.3g}" for name, value in tuning["values"].items()),
+        }
+        for label, tuning in tuned.items()
+    ]
+    studies = {
+        label: (trial_scores(output / TUNING_FOLDER / tuning["study"]), tuning["best_trial"])
+        for label, tuning in tuned.items()
+    }
+    lines = ["", "### Tuning", "", pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)]
+    return lines + _figure_section(
+        "Validation score by trial",
+        "validation balanced accuracy of each tuning trial",
+        figure_file("trials", figures.trials_figure(studies)),
+        "Each tuning trial's validation balanced accuracy (mean over the tuning seeds), from the "
+        "trial records; the line is the best so far, the circle the trial the runs train. Trial 0 is "
+        "the untuned recipe; pruned trials sit at 0.",
+    )
 
 
 def _figure_section(heading: str, description: str, image: str, caption: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from lt_bench.evaluation import SHOT_GROUPS, expected_calibration_error, mean_present
 from lt_bench.report.runs import Record, Variant
@@ -177,3 +178,21 @@ def cost_point(variant: Variant) -> CostPoint | None:
         sum(cost["flops_per_image"] * cost["images_seen"] for cost in costs) / len(costs),
         sum(cost["device_hours"] for cost in costs) / len(costs),
     )
+
+
+def trial_scores(study_folder: Path) -> list[tuple[int, float | None]]:
+    """(trial number, validation balanced accuracy mean over its seeds; None if pruned) of every
+    trial with a record in a study's results tree, by trial number."""
+    from lt_bench.records import iter_records
+
+    by_trial: dict[int, list[float | None]] = {}
+    for record in iter_records(study_folder, finished_only=False):
+        trial = record.get("trial")
+        if trial is None or trial["study"] != study_folder.name:  # e.g. a second stage's first stage
+            continue
+        score = record["metrics"]["val"]["balanced_accuracy"] if record["status"] == "finished" else None
+        by_trial.setdefault(trial["number"], []).append(score)
+    return [
+        (number, None if None in scores else sum(scores) / len(scores))
+        for number, scores in sorted(by_trial.items())
+    ]
