@@ -121,7 +121,7 @@ def _sidecar(path: Path, named: Any) -> dict[str, Any]:
     try:
         data = read_bytes(sidecar, limit=RECORD_LIMIT, fix="restore it or rerun the run with --rerun")
     except UnreadableInput as error:
-        raise ValueError(f"its arrays file: {error.problem}") from error
+        raise ValueError(f"its arrays file {sidecar.name}: {error.problem}") from error
     if record_arrays.digest(data) != named.get("sha256"):
         raise ValueError(f"its arrays file {sidecar} is not the one it was written with (sha256 differs); "
                          "restore it or rerun the run with --rerun")  # fmt: skip
