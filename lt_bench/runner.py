@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,7 +25,7 @@ from lt_bench.backbones import (
 )
 from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
-from lt_bench.config import RunConfig
+from lt_bench.config import RunConfig, stale_identity
 from lt_bench.cost import model_footprint, run_cost
 from lt_bench.curves import EpochValidation, training_curve, validation_interval
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData, Split
@@ -35,16 +36,17 @@ from lt_bench.evaluation import classification_metrics, knob_scores
 from lt_bench.finetune import FeatureSplit, LinearProbe, prepare_backbone
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.method_code import method_code, recorded_digest
+from lt_bench.plugin_errors import PluginFailed, blamed_on_plugin
 from lt_bench.precision import check_precision
 from lt_bench.pretrained_input import fit_input, pretrained_input
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
+from lt_bench.run_lock import exclusive_run
 from lt_bench.schedule import learning_rate
 from lt_bench.test_crops import average_views
 from lt_bench.test_time import adapted_test
 from lt_bench.training import (
     StagePlan,
     TrainingFailed,
-    default_threads,
     derived_seed,
     extract_features,
     is_out_of_memory,
@@ -69,6 +71,11 @@ class RunPaths:
         return cls(Path(config.output) / "runs" / config.run_id, record_path(config.output, config.run_id))
 
     @property
+    def failed_record(self) -> Path:
+        """Where a failed attempt's record goes when the run's record is a finished one (kept)."""
+        return self.record.with_name(f"{self.record.stem}.failed.json")
+
+    @property
     def checkpoint(self) -> Path:
         return self.folder / "checkpoint.pt"
 
@@ -87,9 +94,10 @@ class RunPaths:
         return self.folder / "method_code.json"
 
     def discard(self) -> None:
-        """Delete the run folder and the record, so that the run trains from scratch."""
+        """Delete the run folder and the records, so that the run trains from scratch."""
         shutil.rmtree(self.folder, ignore_errors=True)
         self.record.unlink(missing_ok=True)
+        self.failed_record.unlink(missing_ok=True)
 
 
 def finished_record(config: RunConfig) -> dict[str, Any] | None:
@@ -103,19 +111,39 @@ def finished_record(config: RunConfig) -> dict[str, Any] | None:
         return None
     if record["status"] != "finished" or recorded_digest(record) != method_code(config.method)["digest"]:
         return None
+    stale = stale_identity(record)
+    if stale is not None:
+        print(f"{stale}; not reused: running it again", file=sys.stderr)
+        return None
     return record
 
 
-def run(config: RunConfig) -> dict[str, Any]:
+def run(config: RunConfig, *, rerun: bool = False) -> dict[str, Any]:
     """Train and evaluate `config` (resuming from its checkpoint), write and return its record.
 
-    With fixed test-time knobs, a finished knob-free run of the same code is not trained again:
-    its final weights are evaluated with the knobs (training does not depend on them).
+    One process owns a run at a time (`lt_bench.run_lock`); `rerun` first deletes the run folder (a
+    finished record stays until the new one replaces it). A plugin method that breaks ends in a
+    failed record and one line naming it (`lt_bench.plugin_errors`). With fixed test-time knobs, a
+    finished knob-free run of the same code is not trained again: its final weights are evaluated
+    with the knobs (training does not depend on them).
     """
     started = time.perf_counter()
-    method_class = METHODS.get(config.method)
     _check_output(config.output)
     config = on_this_machine(config)
+    owner = exclusive_run(config.output, config.run_id) if distributed.is_main_process() else nullcontext()
+    with owner:
+        if rerun and distributed.is_main_process():
+            shutil.rmtree(RunPaths.of(config).folder, ignore_errors=True)
+        try:
+            with blamed_on_plugin(config.method):
+                return _run(config, started)
+        except PluginFailed as error:
+            _fail(config, started, method_code(config.method), resolve_device(config.device), str(error))
+
+
+def _run(config: RunConfig, started: float) -> dict[str, Any]:
+    """`run` once the run is this process's."""
+    method_class = METHODS.get(config.method)
     torch.set_num_threads(config.threads)
     code = method_code(config.method)
     data = load_data(config)
@@ -254,6 +282,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     )
     try:
         write_record(config.output, record)
+        paths.failed_record.unlink(missing_ok=True)
     except OSError as error:
         notes = "; ".join(filter(None, [f"cannot write {paths.record} ({error.strerror or error})", kept]))
         raise UserError(f"{notes}; free space there and rerun the same command to evaluate again") from error
@@ -261,10 +290,10 @@ def run(config: RunConfig) -> dict[str, Any]:
 
 
 def on_this_machine(config: RunConfig) -> RunConfig:
-    """`config` with what is resolved where it runs (on a SLURM node, not at submission): the threads
-    and the loader workers."""
+    """`config` with what is resolved where it runs (on a SLURM node, not at submission): the loader
+    workers."""
     workers = default_num_workers() if config.num_workers is None else config.num_workers
-    return config.replace(threads=config.threads or default_threads(), num_workers=workers)
+    return config.replace(num_workers=workers)
 
 
 def load_data(config: RunConfig) -> LongTailedData:
@@ -657,11 +686,22 @@ def _fail(
     """Record the run as failed (rank 0) and stop with one line: the reason, what is kept, the fix."""
     if distributed.is_main_process():
         record = _record(config, started, code, device, status="failed", error=reason, metrics={})
+        paths = RunPaths.of(config)
         try:
-            write_record(config.output, record)
+            if _holds_finished_record(paths.record):  # kept: the failed one goes beside it
+                write_json(paths.failed_record, record)
+            else:
+                write_record(config.output, record)
         except OSError as error:
             notes = (f"the failed record could not be written either ({error.strerror or error})", *notes)
     raise UserError("; ".join(filter(None, [reason, *notes])))
+
+
+def _holds_finished_record(path: Path) -> bool:
+    try:
+        return read_record(path)["status"] == "finished"
+    except (ValueError, FileNotFoundError):
+        return False
 
 
 def _record(
