@@ -7,7 +7,8 @@ import json
 import shutil
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -130,19 +131,25 @@ def run(config: RunConfig, *, rerun: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     _check_output(config.output)
     config = on_this_machine(config)
-    owner = exclusive_run(config.output, config.run_id) if distributed.is_main_process() else nullcontext()
-    with owner:
-        if rerun and distributed.is_main_process():
-            shutil.rmtree(RunPaths.of(config).folder, ignore_errors=True)
+    with ExitStack() as held:
+
+        def own() -> None:
+            """Take the run's lock (rank 0), then discard the folder of a `rerun`."""
+            if distributed.is_main_process():
+                held.enter_context(exclusive_run(config.output, config.run_id))
+                if rerun:
+                    shutil.rmtree(RunPaths.of(config).folder, ignore_errors=True)
+
         try:
             with blamed_on_plugin(config.method):
-                return _run(config, started)
+                return _run(config, started, own)
         except PluginFailed as error:
             _fail(config, started, method_code(config.method), resolve_device(config.device), str(error))
 
 
-def _run(config: RunConfig, started: float) -> dict[str, Any]:
-    """`run` once the run is this process's."""
+def _run(config: RunConfig, started: float, own: Callable[[], None]) -> dict[str, Any]:
+    """`run` of `config`; `own()` makes the run this process's, after every check of the input (bad
+    input leaves nothing behind) and before anything is written."""
     method_class = METHODS.get(config.method)
     torch.set_num_threads(config.threads)
     code = method_code(config.method)
@@ -187,6 +194,8 @@ def _run(config: RunConfig, started: float) -> dict[str, Any]:
     method = method_class(context)
     knob_candidates(method, config)  # an unknown --knob fails now, not after training
     _check_test_crops(method, config)
+    own()
+    _discard_if_stale(paths)
     _check_folder_config(paths, config)
     _discard_if_code_changed(paths, config, code)
     source = _knob_free_run(config)
@@ -454,7 +463,8 @@ def check_names(config: RunConfig) -> None:
         lr_milestones=config.milestones,
         protocol=config.protocol,
     )
-    knob_candidates(method_class(placeholder), config)
+    with blamed_on_plugin(config.method):
+        knob_candidates(method_class(placeholder), config)
 
 
 def _check_test_crops(method: Method, config: RunConfig) -> None:
@@ -609,6 +619,19 @@ def _discard_if_code_changed(paths: RunPaths, config: RunConfig, code: dict[str,
                 f"({other} → {code['digest']}); running it again from scratch",
                 file=sys.stderr,
             )
+            paths.discard()
+    distributed.barrier()
+
+
+def _discard_if_stale(paths: RunPaths) -> None:
+    """A record made under an older run identity (`stale_identity`: e.g. another thread count) is
+    discarded with its run folder, whose checkpoints came from that run."""
+    if distributed.is_main_process() and paths.record.exists():
+        try:
+            stale = stale_identity(read_record(paths.record))
+        except ValueError:
+            stale = None
+        if stale is not None:
             paths.discard()
     distributed.barrier()
 

@@ -42,6 +42,8 @@ def test_a_record_made_with_other_threads_under_the_old_identity_is_named_and_no
         4  # as --threads 4 wrote it before threads named runs
     )
     path.write_text(json.dumps(record))
+    marker = tmp_path / "runs" / record["run_id"] / "made-with-4-threads"
+    marker.touch()  # the run folder's checkpoints came from that run too
     capsys.readouterr()
 
     assert main(["leaderboard", "--output", str(tmp_path)]) == 0
@@ -58,6 +60,7 @@ def test_a_record_made_with_other_threads_under_the_old_identity_is_named_and_no
     rewritten = json.loads(path.read_text())
     assert rewritten["config"]["threads"] == rewritten["torch_threads"] == 1
     assert stale_identity(rewritten) is None
+    assert not marker.exists()  # trained from scratch, not resumed from the old checkpoints
 
 
 @pytest.mark.parametrize("device", ["meta", "cuda:x", "cpu:0", "gpu", ""])
