@@ -133,17 +133,20 @@ class RunConfig:
 
 
 def stale_identity(record: dict[str, Any]) -> str | None:
-    """Why `record`'s run id is not the id its stored config has today (it was made before a field
-    that decides its numbers, such as --threads, named runs), or None when it is."""
+    """Why `record` cannot stand for its run id: it was made with --threads other than 1 under the
+    identity of earlier code, which left threads out (its id is the id of the same run on one
+    thread); None otherwise."""
     try:
         config = RunConfig.from_json(record["config"])
-        today = config.run_id
+        today, one_thread = config.run_id, config.replace(threads=1).run_id
     except (KeyError, TypeError, ValueError):
         return None
-    if today == record["run_id"]:
+    if config.threads == 1 or record["run_id"] != one_thread:
         return None
-    made = f" with --threads {config.threads}" if config.threads != 1 else ""
-    return f"record {record['run_id']} was made{made} under an older run identity (today's id: {today})"
+    return (
+        f"record {record['run_id']} was made with --threads {config.threads} under an older run "
+        f"identity (today's id: {today})"
+    )
 
 
 def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **overrides: Any) -> RunConfig:
