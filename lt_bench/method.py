@@ -35,13 +35,15 @@ Every random draw of these hooks comes from the generators the core passes, seed
 seed, stage, epoch and step, so a resumed run draws the same values.
 (l) A multi-expert head returns logits [batch, experts, classes]: `loss` receives them whole, and
 `combine_experts` turns them into the [batch, classes] logits of one prediction.
+(m) `adapts_at_test` methods learn test-time knobs from unlabelled test images, never their labels:
+per test set (the test split, each shifted set of `lt_bench.test_shift`), from the backbone features
+of two augmented views of its images; `inference_logits` on that set then also takes those knobs.
 (n) What a method needs of the run: `uses_milestones` says its epoch events follow the learning-rate
 milestones (DRW's switch), so `--milestones` is checked against the epochs under any schedule; and
 `image_needs()` says why it must see images at every step (mixing, several views, or
 `needs_images_every_step`), so `--finetune linear`, which trains on features cached once, is refused.
-(m) `adapts_at_test` methods learn test-time knobs from unlabelled test images, never their labels:
-per test set (the test split, each shifted set of `lt_bench.test_shift`), from the backbone features
-of two augmented views of its images; `inference_logits` on that set then also takes those knobs.
+A step's loss must be a scalar floating-point tensor (`checked_loss`); a plugin that breaks a rule,
+or whose hook raises, is named with its package in one line (`lt_bench.plugin_errors`).
 """
 
 from __future__ import annotations
