@@ -75,7 +75,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     body = buffer.getvalue()
     if path.exists():
         # Keep the current checkpoint as `.previous` without a moment where `path` is missing.
-        staged = path.with_name(f".{path.name}.previous.tmp")
+        staged = path.with_name(f".{path.name}.previous.{os.getpid()}.tmp")  # this process's own name
         staged.unlink(missing_ok=True)
         try:
             os.link(path, staged)

@@ -7,6 +7,7 @@ import fnmatch
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lt_bench.errors import UserError
+
+DEBUG_HELP = "print the full traceback behind an error (also: LT_BENCH_DEBUG=1), e.g. for a plugin's author"
 
 
 def _knob(text: str) -> tuple[str, float]:
@@ -139,8 +142,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     place.add_argument(
         "--threads",
         type=int,
-        help="CPU threads of torch; the numbers depend on it (default: the cores this process may use, "
-        "shared among the DDP processes of a node)",
+        help="CPU threads of torch (default 1); float sums, hence the numbers, depend on it, so a count "
+        "other than 1 is part of the run id",
     )
     place.add_argument(
         "--checkpoint-every",
@@ -157,6 +160,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     place.add_argument(
         "--tensorboard", action="store_true", help="also write TensorBoard event files to the run folder"
     )
+    place.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     speed = parser.add_argument_group("speed (same parameters, kernels may round differently)")
     speed.add_argument("--channels-last", action="store_true", help="the model in channels_last format")
     speed.add_argument("--compile", action="store_true", help="the backbone under torch.compile")
@@ -241,9 +245,7 @@ def _execute(config: Any, rerun: bool) -> dict[str, Any]:
             f"{config.run_id}: already finished, record {RunPaths.of(config).record} (--rerun trains again)"
         )
         return existing
-    if rerun:
-        RunPaths.of(config).discard()
-    record = run(config)
+    record = run(config, rerun=rerun)
     test = record["metrics"]["test"]
     shots = "  ".join(f"{g} {_percent(test[g])}" for g in ("many", "medium", "few"))
     knobs = " ".join(f"{k}={v:g}" for k, v in record["knobs"]["selected"].items())
@@ -341,7 +343,7 @@ def command_reproduce(args: argparse.Namespace) -> None:
     if args.launcher == "slurm":
         _submit(args, configs)
     else:
-        failures = _execute_all(configs, args.rerun)
+        failures = _execute_all(configs, args.rerun, _debug(args))
     records = {record["run_id"]: record for record in iter_records(args.output)}
     paper, _ = paper_named(args.paper)
     page = Path(args.output) / "reproduction" / f"{paper.key}.md"
@@ -376,13 +378,13 @@ def command_sweep(args: argparse.Namespace) -> None:
         _submit(args, configs)
         return
     started = time.perf_counter()
-    failures = _execute_all(configs, args.rerun)
+    failures = _execute_all(configs, args.rerun, _debug(args))
     print(f"sweep of {len(configs)} runs took {time.perf_counter() - started:.1f} s")
     _write_leaderboard(args.output, None)
     _raise_failures(failures, len(configs))
 
 
-def _execute_all(configs: list[Any], rerun: bool) -> list[str]:
+def _execute_all(configs: list[Any], rerun: bool, debug: bool) -> list[str]:
     """Run each config in turn; one that fails is reported and the others go on. The failures."""
     from lt_bench.runner import check_names
 
@@ -394,6 +396,7 @@ def _execute_all(configs: list[Any], rerun: bool) -> list[str]:
         try:
             _execute(config, rerun)
         except UserError as error:
+            _show_traceback(error, debug)
             print(f"{config.run_id}: failed: {error}", flush=True)
             failures.append(f"{config.run_id}: {error}")
     return failures
@@ -433,6 +436,7 @@ def _cost_columns(text: str | None) -> tuple[str, ...]:
 def _read_records(output: str, *, per_image: bool = False) -> list[dict[str, Any]]:
     """The finished records under `output` (with `per_image`, those holding per-image predictions),
     naming each skipped one on stderr."""
+    from lt_bench.config import stale_identity
     from lt_bench.records import iter_records
 
     with warnings.catch_warnings(record=True) as caught:
@@ -440,7 +444,14 @@ def _read_records(output: str, *, per_image: bool = False) -> list[dict[str, Any
         records = list(iter_records(output, per_image=per_image))
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    return records
+    current = []
+    for record in records:
+        stale = stale_identity(record)
+        if stale is None:
+            current.append(record)
+        else:
+            print(f"warning: skipping {stale}; rerun it to count it", file=sys.stderr)
+    return current
 
 
 def _write_leaderboard(
@@ -568,6 +579,7 @@ def command_list(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lt-bench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lt-bench {version('lt-bench')}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="train and evaluate one method on one dataset")
@@ -743,8 +755,19 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__
     print(f"lt-bench: warning: {message}", file=sys.stderr)
 
 
+def _debug(args: argparse.Namespace | None) -> bool:
+    """Whether errors show their full traceback: --debug, or LT_BENCH_DEBUG set to other than 0."""
+    return bool(getattr(args, "debug", False)) or os.environ.get("LT_BENCH_DEBUG", "0") not in ("", "0")
+
+
+def _show_traceback(error: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _silence_other_ranks()
+    args = None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -755,6 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 141  # 128 + SIGPIPE, as a shell reports a command whose pipe was closed
     except UserError as error:
+        _show_traceback(error, _debug(args))
         print(f"lt-bench: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

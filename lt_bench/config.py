@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ PEFT_ADAPTERS = ("lora", "adaptformer")
 # (all full fine-tuning) keep their run ids.
 FINETUNE_DEFAULTS = {"finetune": "full", "peft": "adaptformer", "peft_rank": None}
 SELECTIONS = ("last", "best-val")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")  # --device values; cuda:N picks the Nth GPU
 PRETRAINING_DATA = ("same", "external")  # what a --pretrained-file was trained on: this dataset or other data
 # Fields that say where or how a run executes, not what it computes: not part of a run's identity.
 PLACEMENT_FIELDS = (
@@ -37,7 +40,6 @@ PLACEMENT_FIELDS = (
     "checkpoint_seconds",
     "channels_last",
     "compile",
-    "threads",
     "val_every",  # validation passes for the training curve: they change no weight or random state
     "tensorboard",
 )
@@ -89,7 +91,7 @@ class RunConfig:
     checkpoint_seconds: float = 120.0  # mid-epoch checkpoint interval (every epoch end checkpoints too)
     channels_last: bool = False  # speed only: the model in channels_last memory format
     compile: bool = False  # speed only: the backbone under torch.compile
-    threads: int | None = None  # CPU threads of torch; None: the cores this process may use (at run start)
+    threads: int = 1  # CPU threads of torch: float sums depend on it, so other than 1 it names the run
     val_every: int | None = None  # epochs between validation passes of the curve (None: ~10 points; 0: none)
     tensorboard: bool = False  # also write TensorBoard event files to the run folder
 
@@ -109,6 +111,8 @@ class RunConfig:
         for name in ("method_options", "tuning"):  # absent from runs before options and tuning
             if not values[name]:
                 values.pop(name)
+        if values["threads"] == 1:  # as every run before threads named runs (all made with --threads 1)
+            values.pop("threads")
         return values
 
     @property
@@ -131,6 +135,23 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+
+def stale_identity(record: dict[str, Any]) -> str | None:
+    """Why `record` cannot stand for its run id: it was made with --threads other than 1 under the
+    identity of earlier code, which left threads out (its id is the id of the same run on one
+    thread); None otherwise."""
+    try:
+        config = RunConfig.from_json(record["config"])
+        today, one_thread = config.run_id, config.replace(threads=1).run_id
+    except (KeyError, TypeError, ValueError):
+        return None
+    if config.threads == 1 or record["run_id"] != one_thread:
+        return None
+    return (
+        f"record {record['run_id']} was made with --threads {config.threads} under an older run "
+        f"identity (today's id: {today})"
+    )
 
 
 def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **overrides: Any) -> RunConfig:
@@ -163,12 +184,18 @@ def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **
     if values.get("imbalance_ratio") is None:
         values["imbalance_ratio"] = source.default_imbalance_ratio
     list_files = source().split_list_files(Path(values.get("data_root") or "."))
-    if values.get("custom_lists") and list_files:
+    if values.get("custom_lists") and not list_files:
+        raise UserError(
+            f"--custom-lists names other split-list files, and {dataset} is not read from any (its splits "
+            f"are built in); drop --custom-lists"
+        )
+    if values.get("custom_lists"):
         values["lists_digest"] = files_digest(list_files)
     if values.get("pretrained_file"):
         values["pretrained_digest"] = weights_digest(Path(values["pretrained_file"]))
     config = RunConfig(method=method, dataset=dataset, protocol=protocol, **values)
     validate(config)
+    check_method_needs(config, recipe, milestones_given="milestones" in given)
     if config.select == "best-val" and DATASETS.get(dataset).validation_is_test:
         raise UserError(
             f"--select best-val needs a validation split apart from the test images, which {dataset} "
@@ -224,6 +251,74 @@ def scaled_schedule(recipe: dict[str, Any], epochs: int, given: dict[str, Any]) 
         "warmup_epochs": math.floor(recipe["warmup_epochs"] * ratio),
     }
     return {name: value for name, value in scaled.items() if name not in given}
+
+
+def check_method_needs(config: RunConfig, recipe: dict[str, Any], *, milestones_given: bool) -> None:
+    """Options the method cannot honour are refused: `--finetune linear` for a method that needs
+    images at every step (`Method.image_needs`), and milestones it would not use or that collapse."""
+    from lt_bench.method import METHODS
+
+    method_class = METHODS.get(config.method)
+    needs = method_class.image_needs()
+    if config.finetune == "linear" and needs:
+        raise UserError(
+            f"--finetune linear trains on features cached once, and method {config.method!r} {needs}; "
+            f"pass --finetune full or peft"
+        )
+    _check_milestones(
+        config, recipe, milestones_given=milestones_given, method_uses=method_class.uses_milestones
+    )
+
+
+def _check_milestones(
+    config: RunConfig, recipe: dict[str, Any], *, milestones_given: bool, method_uses: bool
+) -> None:
+    """Milestones only where the schedule or the method uses them (`Method.uses_milestones`: DRW's
+    switch), each an epoch of the run; recipe milestones moved to fewer epochs must stay apart and
+    after epoch 0, or the run would train at the decayed rate throughout."""
+    if not (config.schedule == "multistep" or method_uses):
+        if milestones_given and config.milestones:
+            raise UserError(
+                f"--milestones is used by --schedule multistep (or by a method that switches there, such "
+                f"as ldam_drw), and {config.method!r} under --schedule {config.schedule} ignores it; "
+                f"drop --milestones or pass --schedule multistep"
+            )
+        return
+    if not _milestones_fit(config.milestones, config.epochs):
+        raise UserError(
+            f"--milestones must be sorted epochs below --epochs {config.epochs}, got "
+            f"{' '.join(map(str, config.milestones))}; pass --milestones with values below "
+            f"{config.epochs}, or --milestones alone for none"
+        )
+    if milestones_given or config.epochs == recipe["epochs"]:
+        return
+    original = tuple(recipe["milestones"])
+    if not _keeps_apart(original, config.milestones):
+        smallest = _smallest_epochs_keeping_apart(original, recipe["epochs"])
+        raise UserError(
+            f"--epochs {config.epochs} moves the {config.protocol} recipe's lr milestones "
+            f"{', '.join(map(str, original))} (of {recipe['epochs']} epochs) to "
+            f"{', '.join(map(str, config.milestones))}, where its decays fall together or at epoch 0; "
+            f"pass --epochs {smallest} or more, or --milestones"
+        )
+
+
+def _keeps_apart(original: tuple[int, ...], scaled: tuple[int, ...]) -> bool:
+    """Distinct recipe milestones stay distinct, and none after epoch 0 moves to epoch 0."""
+    pairs = list(zip(original, scaled, strict=True))
+    collapsed = any(a < b and sa >= sb for (a, sa), (b, sb) in itertools.pairwise(pairs))
+    return not collapsed and all(scaled_m > 0 for m, scaled_m in pairs if m > 0)
+
+
+def _smallest_epochs_keeping_apart(original: tuple[int, ...], recipe_epochs: int) -> int:
+    """The smallest epochs from which every count up to the recipe's keeps its milestones apart."""
+    smallest = recipe_epochs
+    for epochs in range(recipe_epochs - 1, 0, -1):
+        scaled = tuple(math.floor(m * epochs / recipe_epochs) for m in original)
+        if not _keeps_apart(original, scaled):
+            break
+        smallest = epochs
+    return smallest
 
 
 def validate(config: RunConfig) -> None:
@@ -317,14 +412,12 @@ def validate(config: RunConfig) -> None:
             f"--num-workers must be >= 0, got {config.num_workers}",
         ),
         (
-            config.threads is None or config.threads >= 1,
+            isinstance(config.threads, int) and config.threads >= 1,
             f"--threads must be at least 1, got {config.threads}",
         ),
         (
-            config.schedule != "multistep" or _milestones_fit(config.milestones, config.epochs),
-            f"--milestones must be sorted epochs below --epochs {config.epochs}, got "
-            f"{' '.join(map(str, config.milestones))}; pass --milestones with values below "
-            f"{config.epochs}, or --milestones alone for none",
+            isinstance(config.device, str) and DEVICE_PATTERN.fullmatch(config.device) is not None,
+            f"--device must be auto, cpu, cuda or cuda:N (a GPU's index), got {config.device!r}",
         ),
     ]
     for ok, message in checks:

@@ -42,6 +42,12 @@ plugin may override it (e.g. to add a RunConfig field such as a second stage's l
 (m) `adapts_at_test` methods learn test-time knobs from unlabelled test images, never their labels:
 per test set (the test split, each shifted set of `lt_bench.test_shift`), from the backbone features
 of two augmented views of its images; `inference_logits` on that set then also takes those knobs.
+(n) What a method needs of the run: `uses_milestones` says its epoch events follow the learning-rate
+milestones (DRW's switch), so `--milestones` is checked against the epochs under any schedule; and
+`image_needs()` says why it must see images at every step (mixing, several views, or
+`needs_images_every_step`), so `--finetune linear`, which trains on features cached once, is refused.
+A step's loss must be a scalar floating-point tensor (`checked_loss`); a plugin that breaks a rule,
+or whose hook raises, is named with its package in one line (`lt_bench.plugin_errors`).
 """
 
 from __future__ import annotations
@@ -188,6 +194,21 @@ class Method:
     # (j) several augmented views of each image per step
     views: ClassVar[int] = 1
 
+    # (n) what the method needs of the run
+    uses_milestones: ClassVar[bool] = False  # True: an epoch event sits at the lr milestones
+    needs_images_every_step: ClassVar[bool] = False  # True: a hook works on the step's images
+
+    @classmethod
+    def image_needs(cls) -> str | None:
+        """Why the method must see images at every training step, or None when features will do."""
+        if cls.mix_batch is not Method.mix_batch:
+            return "mixes the images of each batch"
+        if cls.views > 1:
+            return f"trains on {cls.views} augmented views of each image"
+        if cls.needs_images_every_step:
+            return "works on the images at every step"
+        return None
+
     # (k) the optimizer
     def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         """The optimizer's groups of trainable parameters, each {"params": [...]} and optionally its own
@@ -236,6 +257,29 @@ class Method:
 
     def prepare_second_stage(self, model: nn.Module) -> None:
         """Adjust the first stage's model (re-initialise, freeze) before the second stage trains."""
+
+
+LOSS_RULE = "the training loss is a scalar floating-point tensor"
+
+
+class ContractViolation(TypeError):
+    """A hook returned what the contract rules out; `rule` is the rule it broke."""
+
+    def __init__(self, hook: str, rule: str, got: str) -> None:
+        super().__init__(f"{hook} returned {got}")
+        self.hook = hook
+        self.rule = rule
+
+
+def checked_loss(loss: object) -> torch.Tensor:
+    """A step's loss (b), (i), as the contract requires it; a ContractViolation otherwise."""
+    if isinstance(loss, torch.Tensor) and loss.ndim == 0 and loss.is_floating_point():
+        return loss
+    if isinstance(loss, torch.Tensor):
+        got = f"a tensor of shape {list(loss.shape)} and dtype {loss.dtype}"
+    else:
+        got = f"a {type(loss).__name__}"
+    raise ContractViolation("its loss", LOSS_RULE, got)
 
 
 METHOD_ENTRY_POINTS = "lt_bench.methods"  # the entry-point group of installed method plugins

@@ -101,6 +101,12 @@ def insert_adapters(backbone: nn.Module, adapter: str, rank: int, name: str) -> 
             f"--finetune peft puts adapters into a timm ViT's blocks and backbone {name!r} has none; "
             "pass a ViT --backbone (e.g. vit_base_patch16_clip_224.openai) or --finetune full or linear"
         )
+    width = blocks[0].attn.qkv.in_features
+    if rank > width:  # a rank-r update of a width-wide layer has r <= width; more only costs memory
+        raise UserError(
+            f"--peft-rank {rank} is larger than backbone {name!r} allows (its blocks are {width} wide); "
+            f"pass --peft-rank {width} or less"
+        )
     added = []
     for block in blocks:
         if adapter == "lora":

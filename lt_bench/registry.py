@@ -39,6 +39,7 @@ class Registry(Generic[T]):
         self._base = base
         self._objects: dict[str, T] = {}
         self._unusable: dict[str, str] = {}  # plugin name → the one-line reason it cannot be used
+        self._packages: dict[str, str] = {}  # plugin name → the distribution that declares it
         self._loaded = False
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
@@ -67,6 +68,11 @@ class Registry(Generic[T]):
         raise UserError(
             f"unknown {self.kind} {name!r}.{did_you_mean(name, choices)} Choices: {', '.join(choices)}"
         )
+
+    def package(self, name: str) -> str | None:
+        """The installed distribution whose entry point registered `name`; None for a built-in."""
+        self._load()
+        return self._packages.get(name)
 
     def names(self) -> list[str]:
         self._load()
@@ -113,6 +119,7 @@ class Registry(Generic[T]):
                 )
                 continue
             self.register(name, plugin)
+            self._packages[name] = found[0].dist.name if found[0].dist else found[0].value
 
     def _load_plugin(self, name: str, found: Sequence[EntryPoint]) -> T:
         """The object of the one entry point named `name`, or a one-line UserError saying what is wrong."""

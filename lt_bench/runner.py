@@ -8,6 +8,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,7 +26,7 @@ from lt_bench.backbones import (
 )
 from lt_bench.best_epoch import BestEpoch
 from lt_bench.checkpoint import read_checkpoint
-from lt_bench.config import RunConfig
+from lt_bench.config import RunConfig, stale_identity
 from lt_bench.cost import model_footprint, run_cost
 from lt_bench.curves import EpochValidation, training_curve, validation_interval
 from lt_bench.data.base import DATASETS, DataOptions, LongTailedData, Split
@@ -36,16 +37,17 @@ from lt_bench.evaluation import classification_metrics, knob_scores
 from lt_bench.finetune import FeatureSplit, LinearProbe, prepare_backbone
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.method_code import method_code, recorded_digest
+from lt_bench.plugin_errors import PluginFailed, blamed_on_plugin
 from lt_bench.precision import check_precision
 from lt_bench.pretrained_input import fit_input, pretrained_input
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
+from lt_bench.run_lock import exclusive_run
 from lt_bench.schedule import learning_rate
 from lt_bench.test_crops import average_views
 from lt_bench.test_time import adapted_test
 from lt_bench.training import (
     StagePlan,
     TrainingFailed,
-    default_threads,
     derived_seed,
     extract_features,
     is_out_of_memory,
@@ -70,6 +72,11 @@ class RunPaths:
         return cls(Path(config.output) / "runs" / config.run_id, record_path(config.output, config.run_id))
 
     @property
+    def failed_record(self) -> Path:
+        """Where a failed attempt's record goes when the run's record is a finished one (kept)."""
+        return self.record.with_name(f"{self.record.stem}.failed.json")
+
+    @property
     def checkpoint(self) -> Path:
         return self.folder / "checkpoint.pt"
 
@@ -88,9 +95,10 @@ class RunPaths:
         return self.folder / "method_code.json"
 
     def discard(self) -> None:
-        """Delete the run folder and the record, so that the run trains from scratch."""
+        """Delete the run folder and the records, so that the run trains from scratch."""
         shutil.rmtree(self.folder, ignore_errors=True)
         self.record.unlink(missing_ok=True)
+        self.failed_record.unlink(missing_ok=True)
 
 
 def finished_record(config: RunConfig) -> dict[str, Any] | None:
@@ -104,21 +112,57 @@ def finished_record(config: RunConfig) -> dict[str, Any] | None:
         return None
     if record["status"] != "finished" or recorded_digest(record) != method_code(config.method)["digest"]:
         return None
+    stale = stale_identity(record)
+    if stale is not None:
+        print(f"{stale}; not reused: running it again", file=sys.stderr)
+        return None
     return record
 
 
-def run(config: RunConfig, *, on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+def run(
+    config: RunConfig,
+    *,
+    rerun: bool = False,
+    on_validation: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
     """Train and evaluate `config` (resuming from its checkpoint), write and return its record.
 
-    `on_validation(epoch, score)` is told each validation balanced accuracy of the training curve
-    and may raise to stop training (a pruned tuning trial). With fixed test-time knobs, a finished
-    knob-free run of the same code is not trained again: its final weights are evaluated with the
-    knobs (training does not depend on them).
+    One process owns a run at a time (`lt_bench.run_lock`); `rerun` first deletes the run folder (a
+    finished record stays until the new one replaces it). A plugin method that breaks ends in a
+    failed record and one line naming it (`lt_bench.plugin_errors`). `on_validation(epoch, score)`
+    is told each validation balanced accuracy of the training curve and may raise to stop training
+    (a pruned tuning trial). With fixed test-time knobs, a finished knob-free run of the same code is
+    not trained again: its final weights are evaluated with the knobs (training does not depend on
+    them).
     """
     started = time.perf_counter()
-    method_class = METHODS.get(config.method)
     _check_output(config.output)
     config = on_this_machine(config)
+    with ExitStack() as held:
+
+        def own() -> None:
+            """Take the run's lock (rank 0), then discard the folder of a `rerun`."""
+            if distributed.is_main_process():
+                held.enter_context(exclusive_run(config.output, config.run_id))
+                if rerun:
+                    shutil.rmtree(RunPaths.of(config).folder, ignore_errors=True)
+
+        try:
+            with blamed_on_plugin(config.method):
+                return _run(config, started, own, on_validation)
+        except PluginFailed as error:
+            _fail(config, started, method_code(config.method), resolve_device(config.device), str(error))
+
+
+def _run(
+    config: RunConfig,
+    started: float,
+    own: Callable[[], None],
+    on_validation: Callable[[int, float], None] | None,
+) -> dict[str, Any]:
+    """`run` of `config`; `own()` makes the run this process's, after every check of the input (bad
+    input leaves nothing behind) and before anything is written."""
+    method_class = METHODS.get(config.method)
     torch.set_num_threads(config.threads)
     code = method_code(config.method)
     data = load_data(config)
@@ -163,6 +207,8 @@ def run(config: RunConfig, *, on_validation: Callable[[int, float], None] | None
     method = method_class(context)
     knob_candidates(method, config)  # an unknown --knob fails now, not after training
     _check_test_crops(method, config)
+    own()
+    _discard_if_stale(paths)
     _check_folder_config(paths, config)
     _discard_if_code_changed(paths, config, code)
     source = _knob_free_run(config)
@@ -260,6 +306,7 @@ def run(config: RunConfig, *, on_validation: Callable[[int, float], None] | None
     )
     try:
         write_record(config.output, record)
+        paths.failed_record.unlink(missing_ok=True)
     except OSError as error:
         notes = "; ".join(filter(None, [f"cannot write {paths.record} ({error.strerror or error})", kept]))
         raise UserError(f"{notes}; free space there and rerun the same command to evaluate again") from error
@@ -267,10 +314,10 @@ def run(config: RunConfig, *, on_validation: Callable[[int, float], None] | None
 
 
 def on_this_machine(config: RunConfig) -> RunConfig:
-    """`config` with what is resolved where it runs (on a SLURM node, not at submission): the threads
-    and the loader workers."""
+    """`config` with what is resolved where it runs (on a SLURM node, not at submission): the loader
+    workers."""
     workers = default_num_workers() if config.num_workers is None else config.num_workers
-    return config.replace(threads=config.threads or default_threads(), num_workers=workers)
+    return config.replace(num_workers=workers)
 
 
 def load_data(config: RunConfig) -> LongTailedData:
@@ -434,7 +481,8 @@ def check_names(config: RunConfig) -> None:
         protocol=config.protocol,
         method_options=config.method_options,
     )
-    knob_candidates(method_class(placeholder), config)
+    with blamed_on_plugin(config.method):
+        knob_candidates(method_class(placeholder), config)
 
 
 def _check_test_crops(method: Method, config: RunConfig) -> None:
@@ -601,6 +649,19 @@ def _discard_if_code_changed(paths: RunPaths, config: RunConfig, code: dict[str,
     distributed.barrier()
 
 
+def _discard_if_stale(paths: RunPaths) -> None:
+    """A record made under an older run identity (`stale_identity`: e.g. another thread count) is
+    discarded with its run folder, whose checkpoints came from that run."""
+    if distributed.is_main_process() and paths.record.exists():
+        try:
+            stale = stale_identity(read_record(paths.record))
+        except ValueError:
+            stale = None
+        if stale is not None:
+            paths.discard()
+    distributed.barrier()
+
+
 def _other_code(paths: RunPaths, digest: str) -> str | None:
     """The digest ('unknown' when unrecorded) of other method code that made the run folder (else the
     record); None when neither exists or `digest` made them."""
@@ -674,11 +735,22 @@ def _fail(
     """Record the run as failed (rank 0) and stop with one line: the reason, what is kept, the fix."""
     if distributed.is_main_process():
         record = _record(config, started, code, device, status="failed", error=reason, metrics={})
+        paths = RunPaths.of(config)
         try:
-            write_record(config.output, record)
+            if _holds_finished_record(paths.record):  # kept: the failed one goes beside it
+                write_json(paths.failed_record, record)
+            else:
+                write_record(config.output, record)
         except OSError as error:
             notes = (f"the failed record could not be written either ({error.strerror or error})", *notes)
     raise UserError("; ".join(filter(None, [reason, *notes])))
+
+
+def _holds_finished_record(path: Path) -> bool:
+    try:
+        return read_record(path)["status"] == "finished"
+    except (ValueError, FileNotFoundError):
+        return False
 
 
 def _record(

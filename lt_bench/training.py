@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 import time
@@ -31,7 +30,7 @@ from lt_bench.checkpoint import (
 )
 from lt_bench.data.base import Split
 from lt_bench.errors import UnreadableImage
-from lt_bench.method import Method
+from lt_bench.method import Method, checked_loss
 from lt_bench.precision import autocast, grad_scaler
 from lt_bench.test_crops import crop_views
 
@@ -147,12 +146,6 @@ def seed_global_rng(seed: int) -> None:
     random.seed(seed)
 
 
-def default_threads() -> int:
-    """The CPU cores this process may use (affinity: SLURM's allocation, cgroups), shared among the
-    training processes of its node (torchrun's LOCAL_WORLD_SIZE); at least 1."""
-    return max(1, len(os.sched_getaffinity(0)) // distributed.environment_count("LOCAL_WORLD_SIZE", 1))
-
-
 def make_optimizer(model: nn.Module, plan: StagePlan, method: Method) -> torch.optim.SGD:
     """SGD with momentum (the confounder the TDE paper studies) over the method's groups of trainable
     parameters, each at the plan's weight decay unless the group sets its own."""
@@ -254,9 +247,9 @@ def train(
                     features, logits = network(images if mixed is None else mixed.images)
                 method.on_train_features(features.detach())
                 if mixed is None:
-                    loss = method.loss_with_features(logits, features, targets)
+                    loss = checked_loss(method.loss_with_features(logits, features, targets))
                 else:
-                    loss = method.mixed_loss(logits, mixed)
+                    loss = checked_loss(method.mixed_loss(logits, mixed))
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

@@ -436,14 +436,12 @@ def run_studies(
 
 def _here(study: Study, jobs: int) -> None:
     """The study's workers in this process (one job) or in `jobs` processes."""
-    from lt_bench.training import default_threads
-
     if jobs == 1:
         work(study, study.base.threads)
         return
     import multiprocessing
 
-    threads = max(1, (study.base.threads or default_threads()) // jobs)
+    threads = max(1, study.base.threads // jobs)
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=work, args=(study, threads, index)) for index in range(jobs)]
     for worker in workers:

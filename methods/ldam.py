@@ -150,6 +150,7 @@ class LDAMDRW(LDAM):
     """LDAM with deferred re-weighting: class-balanced weights (β = 0.9999) from the LR drop on."""
 
     description = "LDAM + deferred class-balanced re-weighting at the LR drop (Cao et al., NeurIPS 2019)"
+    uses_milestones = True  # the re-weighting starts at the first milestone (`reweighting_epoch`)
     # Table 2, top-1 test error of ResNet-32 on the long-tailed CIFARs, as accuracy = 100 − error.
     reported = (
         Reported("cifar10_lt", 100, 77.03, backbone="ResNet-32", table="Table 2"),  # error 22.97

@@ -38,7 +38,7 @@ CASES = {
     "seed out of range": ([*DIGITS, "--method", "ce", "--seed", str(2**64)],
                           "--seed and --data-seed must be in [0, 2**63)"),
     "unknown device": ([*DIGITS, "--method", "ce", "--device", "tpu7"],
-                       "--device 'tpu7' is not usable here"),
+                       "--device must be auto, cpu, cuda or cuda:N (a GPU's index), got 'tpu7'"),
     "data root missing": (["run", "--method", "ce", "--dataset", "imagenet_lt", "--data-root",
                            "/nonexistent/imagenet"], "ImageNet_LT_train.txt is missing"),
     "zero training images for a log prior": (

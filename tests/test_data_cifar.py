@@ -196,6 +196,7 @@ def test_lt_bench_run_on_cifar_files(tmp_path: Path, capsys: pytest.CaptureFixtu
             "1",
             "--warmup-epochs",
             "0",
+            "--milestones",  # none: CIFAR's 160, 180 of 200 would both fall on epoch 0
             "--batch-size",
             "32",
             "--imbalance-ratio",

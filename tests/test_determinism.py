@@ -4,7 +4,6 @@ the record says what else decides the numbers (threads, processes, precision).""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import resolve_config
 from lt_bench.method import METHODS
 from lt_bench.runner import RunPaths, run
-from lt_bench.training import default_threads
 
 SECOND_STAGES = [name for name, cls in METHODS.items() if cls.first_stage is not None]
 RESULT_FIELDS = ("metrics", "per_class_accuracy", "calibration", "knobs", "test_predictions")
@@ -67,16 +65,3 @@ def test_the_record_keeps_threads_processes_and_precision(reused_first_stages):
     record = reused_first_stages["records"][SECOND_STAGES[0]]
     assert record["torch_threads"] == 1 and record["config"]["threads"] == 1
     assert record["world_size"] == 1 and record["precision"] == "fp32"
-
-
-def test_threads_default_to_the_usable_cores_shared_among_local_processes(monkeypatch, tmp_path):
-    cores = len(os.sched_getaffinity(0))
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert default_threads() == cores
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
-    assert default_threads() == 1  # never zero
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
-    record = run(resolve_config("ce", "digits_lt", epochs=1, output=str(tmp_path)))
-    assert record["torch_threads"] == cores and record["config"]["threads"] == cores
-    # The thread count says where a run executes, not what it computes: the same run id.
-    assert record["run_id"] == resolve_config("ce", "digits_lt", epochs=1, threads=7).run_id

@@ -363,7 +363,8 @@ def test_lift_on_cifar_lt_takes_the_rgb_images_at_the_models_size_and_clip_norma
     config = resolve_config(
         "lift", "cifar10_lt", data_root=str(tmp_path / "data"), imbalance_ratio=10,
         backbone="finetune_test_clip_vit", pretrained_file=str(weights), finetune="peft", epochs=1,
-        batch_size=32, test_crops=5, pretraining_data="external", output=str(tmp_path / "out"), device="cpu",
+        milestones=(), batch_size=32, test_crops=5, pretraining_data="external", output=str(tmp_path / "out"),
+        device="cpu",
     )  # fmt: skip
     record = run(config)
     assert record["status"] == "finished" and record["config"]["test_crops"] == 5

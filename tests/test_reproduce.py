@@ -23,7 +23,7 @@ def test_reproduce_tde_on_cifar10_writes_reported_next_to_ours_and_then_only_col
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_cifar10(tmp_path / "data")
-    args = ["reproduce", "tde", "--datasets", "cifar10_lt", "--epochs", "2", "--batch-size", "16",
+    args = ["reproduce", "tde", "--datasets", "cifar10_lt", "--epochs", "3", "--batch-size", "16",
             "--backbone", "lt_small_cnn", "--data-root", str(tmp_path / "data"),
             "--output", str(tmp_path / "out"), "--num-workers", "0", "--seeds", "0"]  # fmt: skip
     assert main(args) == 0
@@ -47,7 +47,7 @@ def test_reproduce_tde_on_cifar10_writes_reported_next_to_ours_and_then_only_col
     assert tde_ir100[column["Seeds"]] == "1/1"
     notes = dict(re.findall(r"^(\d+)\. (.+)$", page, re.MULTILINE))
     deviations = "; ".join(notes[number] for number in tde_ir100[column["Deviations"]].split(", "))
-    assert "epochs 2 (paper 200)" in deviations and "batch_size 16 (paper 256)" in deviations
+    assert "epochs 3 (paper 200)" in deviations and "batch_size 16 (paper 256)" in deviations
     assert "backbone lt_small_cnn (paper resnet32_bbn)" in deviations  # a small net keeps the test fast
     assert first.count("top1") == 6  # six runs trained
 

@@ -9,6 +9,8 @@ training and val/test, or hold a class without training images.
 from __future__ import annotations
 
 import hashlib
+import os
+import posixpath
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -111,25 +113,30 @@ def read_path_label_list(path: Path, num_classes: int) -> SplitList:
 
 
 def check_split_lists(
-    lists: dict[str, SplitList], published: Published, *, num_classes: int, custom: bool
+    lists: dict[str, SplitList], published: Published, *, num_classes: int, custom: bool, root: Path
 ) -> None:
     """Refuse lists other than the published ones (unless `custom`), and, always, lists that make the
     numbers meaningless: a repeated image, a val/test image also in training, a class without training
-    images. Each is a one-line UserError naming the file and entry; `lists` must hold "train"."""
+    images. Images are compared as files (`image_key`: `./a/../b//x` is `b/x`, a symlink its target).
+    Each is a one-line UserError naming the file and entry; `lists` must hold "train"."""
     if not custom:
         _refuse_unpublished(lists, published, num_classes)
     train = lists["train"]
-    positions = {split: _positions_refusing_repeats(split_list) for split, split_list in lists.items()}
+    keys = {
+        split: [image_key(root, name) for name in split_list.names] for split, split_list in lists.items()
+    }
+    positions = {split: _positions_refusing_repeats(lists[split], keys[split]) for split in lists}
     training_images = positions["train"]
     training_classes = set(np.unique(train.labels).tolist())
     for split, split_list in lists.items():
         if split_list is train:
             continue
         for index, (name, label) in enumerate(zip(split_list.names, split_list.labels.tolist(), strict=True)):
-            if name in training_images:
+            in_training = training_images.get(keys[split][index])
+            if in_training is not None:
                 raise UserError(
                     f"{split_list.origins.of(index)} lists {name}, also a training image "
-                    f"({train.origins.of(training_images[name])}): a {split} image seen in training "
+                    f"({train.origins.of(in_training)}): a {split} image seen in training "
                     f"inflates the numbers; remove it from one of the lists"
                 )
             if label not in training_classes:
@@ -165,11 +172,19 @@ def _refuse_unpublished(lists: dict[str, SplitList], published: Published, num_c
         )
 
 
-def _positions_refusing_repeats(split_list: SplitList) -> dict[str, int]:
-    """Each image's index in the list; a UserError at the first image listed twice."""
+def image_key(root: Path, name: str) -> str:
+    """What a listed path names: the resolved file under `root` (symlinks followed) when it exists,
+    else the path with `.`, `..` and repeated slashes folded."""
+    folded = posixpath.normpath(name)
+    target = root / folded
+    return os.path.realpath(target) if target.exists() else folded
+
+
+def _positions_refusing_repeats(split_list: SplitList, keys: Sequence[str]) -> dict[str, int]:
+    """Each image's (key's) index in the list; a UserError at the first image listed twice."""
     first_at: dict[str, int] = {}
-    for index, name in enumerate(split_list.names):
-        earlier = first_at.setdefault(name, index)
+    for index, (name, key) in enumerate(zip(split_list.names, keys, strict=True)):
+        earlier = first_at.setdefault(key, index)
         if earlier != index:
             raise UserError(
                 f"{split_list.origins.of(index)} lists {name} again (first at "

@@ -78,7 +78,7 @@ class INaturalist2018(DatasetSource):
         val_list, _ = read_annotations(paths["val"], num_classes)
         lists = {"train": train_list, "val": val_list}
         check_split_lists(
-            lists, self.published(options), num_classes=num_classes, custom=options.custom_lists
+            lists, self.published(options), num_classes=num_classes, custom=options.custom_lists, root=root
         )
         transforms = imagenet_transforms(INAT_MEAN, INAT_STD, color_jitter=False)
         train, val = (

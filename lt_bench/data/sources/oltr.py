@@ -73,7 +73,11 @@ class OltrDataset(DatasetSource):
             for split in SPLITS
         }
         check_split_lists(
-            lists, self.published(options), num_classes=self.num_classes, custom=options.custom_lists
+            lists,
+            self.published(options),
+            num_classes=self.num_classes,
+            custom=options.custom_lists,
+            root=root,
         )
         transforms = imagenet_transforms()
         splits = {
