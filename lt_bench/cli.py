@@ -269,6 +269,10 @@ def command_run(args: argparse.Namespace) -> None:
 
 
 def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
+    if getattr(args, "jobs", 1) != 1:
+        raise UserError(
+            "--jobs runs local runs at once; SLURM runs every job as the cluster allows: drop --jobs"
+        )
     from lt_bench.launch.profiles import resource_overrides
     from lt_bench.launch.slurm import launch
 
@@ -343,7 +347,7 @@ def command_reproduce(args: argparse.Namespace) -> None:
     if args.launcher == "slurm":
         _submit(args, configs)
     else:
-        failures = _execute_all(configs, args.rerun, _debug(args))
+        failures = _execute_all(configs, args.rerun, _debug(args), args.jobs)
     records = {record["run_id"]: record for record in iter_records(args.output)}
     paper, _ = paper_named(args.paper)
     page = Path(args.output) / "reproduction" / f"{paper.key}.md"
@@ -378,28 +382,66 @@ def command_sweep(args: argparse.Namespace) -> None:
         _submit(args, configs)
         return
     started = time.perf_counter()
-    failures = _execute_all(configs, args.rerun, _debug(args))
+    failures = _execute_all(configs, args.rerun, _debug(args), args.jobs)
     print(f"sweep of {len(configs)} runs took {time.perf_counter() - started:.1f} s")
     _write_leaderboard(args.output, None)
     _raise_failures(failures, len(configs))
 
 
-def _execute_all(configs: list[Any], rerun: bool, debug: bool) -> list[str]:
-    """Run each config in turn; one that fails is reported and the others go on. The failures."""
+def _execute_all(configs: list[Any], rerun: bool, debug: bool, jobs: int = 1) -> list[str]:
+    """Run each config, `jobs` at a time (worker processes, each run with its own --threads); one
+    that fails is reported and the others go on. The failures, in the configs' order."""
     from lt_bench.runner import check_names
 
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
     for config in configs:  # input errors that concern every run stop before anything runs
         check_names(config)
-    failures = []
-    for index, config in enumerate(configs, 1):
-        print(f"[{index}/{len(configs)}] ", end="", flush=True)
-        try:
-            _execute(config, rerun)
-        except UserError as error:
-            _show_traceback(error, debug)
-            print(f"{config.run_id}: failed: {error}", flush=True)
-            failures.append(f"{config.run_id}: {error}")
-    return failures
+    labels = [f"[{index}/{len(configs)}]" for index in range(1, len(configs) + 1)]
+    if jobs == 1 or len(configs) == 1:
+        outcomes = [
+            _execute_reporting(config, rerun, debug, label)
+            for config, label in zip(configs, labels, strict=True)
+        ]
+    else:
+        outcomes = _execute_in_workers(configs, rerun, debug, labels, jobs)
+    return [failure for failure in outcomes if failure is not None]
+
+
+def _execute_in_workers(
+    configs: list[Any], rerun: bool, debug: bool, labels: list[str], jobs: int
+) -> list[str | None]:
+    """`_execute_reporting` of every config in `jobs` spawned processes (each imports torch once and
+    runs one config after another); a worker that dies fails the runs it had not finished."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [
+            pool.submit(_execute_reporting, config, rerun, debug, label)
+            for config, label in zip(configs, labels, strict=True)
+        ]
+        outcomes: list[str | None] = []
+        for config, future in zip(configs, futures, strict=True):
+            try:
+                outcomes.append(future.result())
+            except BrokenProcessPool:
+                outcomes.append(f"{config.run_id}: its worker process died (killed?); rerun the same command")
+    return outcomes
+
+
+def _execute_reporting(config: Any, rerun: bool, debug: bool, label: str) -> str | None:
+    """Run `config` after printing `label`; its failure line, or None."""
+    print(f"{label} ", end="", flush=True)
+    try:
+        _execute(config, rerun)
+    except UserError as error:
+        _show_traceback(error, debug)
+        print(f"{config.run_id}: failed: {error}", flush=True)
+        return f"{config.run_id}: {error}"
+    return None
 
 
 def _raise_failures(failures: list[str], total: int) -> None:
@@ -576,6 +618,17 @@ def command_list(args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def _add_jobs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="local runs trained at once, each in its own process with its --threads (default 1); "
+        "keep N × threads within the cores",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lt-bench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lt-bench {version('lt-bench')}")
@@ -595,6 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--methods", nargs="+", required=True, help="method names, or 'all'")
     sweep.add_argument("--dataset", nargs="+", required=True)
     sweep.add_argument("--seeds", type=int, nargs="+", default=[0])
+    _add_jobs_argument(sweep)
     add_run_arguments(sweep)
     sweep.set_defaults(handler=command_sweep)
 
@@ -634,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--list", action="store_true", help="the papers that can be reproduced")
     reproduce.add_argument("--datasets", nargs="+", help="only these datasets' rows (default: all)")
     reproduce.add_argument("--seeds", type=int, nargs="+", default=[0])
+    _add_jobs_argument(reproduce)
     add_run_arguments(reproduce)
     reproduce.set_defaults(handler=command_reproduce)
 
