@@ -39,6 +39,7 @@ from lt_bench.precision import check_precision
 from lt_bench.pretrained_input import fit_input, pretrained_input
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
 from lt_bench.schedule import learning_rate
+from lt_bench.stages import Stage, first_stage_config, run_stages, stages_record
 from lt_bench.test_crops import average_views
 from lt_bench.test_time import adapted_test
 from lt_bench.training import (
@@ -145,14 +146,15 @@ def run(config: RunConfig) -> dict[str, Any]:
     )
     backbone.to(device)
     _check_backbone_takes_images(backbone, data, config.backbone, device)
+    stage = run_stages(config)[-1]
     context = MethodContext(
         dataset=config.dataset,
         num_classes=data.num_classes,
         class_counts=tuple(data.class_counts),
         feature_dim=backbone.num_features,
-        epochs=config.epochs,
+        epochs=stage.epochs,
         steps_per_epoch=len(data.train) // config.batch_size,
-        base_lr=config.lr,
+        base_lr=stage.lr if stage.lr is not None else config.lr,
         lr_milestones=config.milestones,
         protocol=config.protocol,
     )
@@ -163,7 +165,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     _discard_if_code_changed(paths, config, code)
     source = _knob_free_run(config)
     model, first_stage = _stage_model(config, method, backbone, context, device, load_first_stage=not source)
-    plan = _stage_plan(config, method)
+    plan = _stage_plan(config, stage)
     epoch_validation = _epoch_validation(paths, model, method, data, config, device, plan.epochs)
     if source is not None:
         retrain = "the same command without --knob, with --rerun"
@@ -243,7 +245,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         **({"head_init": head_init} if head_init else {}),
         **evaluation,
     )
-    first_config = first_stage and config.replace(method=type(method).first_stage, knobs={})
+    first_config = first_stage and first_stage_config(config, type(method).first_stage)
     record["cost"] = run_cost(
         footprint,
         images_seen=0 if source else len(data.train) // config.batch_size * config.batch_size * plan.epochs,
@@ -448,37 +450,35 @@ def knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float,
     return candidates
 
 
-def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int, stage: int) -> StagePlan:
+def _stage_plan(config: RunConfig, stage: Stage) -> StagePlan:
+    """The training plan of the run's own stage (`run_stages`' last): a second stage on its own epochs,
+    lr, weight decay and schedule (no warm-up, no milestones), with the run's batch and optimizer."""
+    second = METHODS.get(config.method).first_stage is not None
+    milestones = () if second else config.milestones
+
     def rate(epoch: int) -> float:
         return learning_rate(
             epoch,
-            base_lr=config.lr,
-            epochs=epochs,
-            schedule=schedule,
-            warmup_epochs=warmup_epochs,
-            milestones=config.milestones,
+            base_lr=stage.lr,
+            epochs=stage.epochs,
+            schedule=stage.schedule,
+            warmup_epochs=stage.warmup_epochs,
+            milestones=milestones,
             lr_decay=config.lr_decay,
             warmup_start=config.warmup_start,
         )
 
     return StagePlan(
-        epochs=epochs,
+        epochs=stage.epochs,
         batch_size=config.batch_size,
         learning_rate=rate,
         momentum=config.momentum,
-        weight_decay=config.weight_decay,
+        weight_decay=stage.weight_decay if stage.weight_decay is not None else config.weight_decay,
         seed=config.seed,
         nesterov=config.nesterov,
-        stage=stage,
+        stage=SECOND_STAGE if second else FIRST_STAGE,
         precision=config.precision,
     )
-
-
-def _stage_plan(config: RunConfig, method: Method) -> StagePlan:
-    if type(method).first_stage is None:
-        return _plan(config, config.epochs, config.schedule, config.warmup_epochs, FIRST_STAGE)
-    # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
-    return _plan(config, method.second_stage_epochs(), "cosine", 0, SECOND_STAGE)
 
 
 def _stage_model(
@@ -495,7 +495,7 @@ def _stage_model(
     first_method_name = type(method).first_stage
     if first_method_name is None:
         return LongTailClassifier(backbone, method.build_head()).to(device), None
-    first_config = config.replace(method=first_method_name, knobs={})
+    first_config = first_stage_config(config, first_method_name)
     first_stage = _first_stage(first_config) if load_first_stage else None
     # Whatever the first stage drew in this process, the second stage draws from its own seed.
     seed_global_rng(derived_seed(config.seed, SECOND_STAGE))
@@ -679,6 +679,7 @@ def _record(
         "data_seed": config.data_seed,
         "config": config.to_json(),
         "method_code": code,
+        "stages": stages_record(config),
         **fields,
         **environment(config.precision),
         "device": describe_device(device, distributed.world_size()),
