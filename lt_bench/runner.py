@@ -7,7 +7,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -455,6 +455,8 @@ def _stage_plan(config: RunConfig, stage: Stage) -> StagePlan:
     lr, weight decay and schedule (no warm-up, no milestones), with the run's batch and optimizer."""
     second = METHODS.get(config.method).first_stage is not None
     milestones = () if second else config.milestones
+    if not stage.epochs:  # a post-hoc second stage trains nothing: its rate is never applied
+        stage = replace(stage, lr=0.0, weight_decay=0.0, schedule="cosine")
 
     def rate(epoch: int) -> float:
         return learning_rate(
