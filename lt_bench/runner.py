@@ -475,7 +475,7 @@ def _stage_plan(config: RunConfig, stage: Stage) -> StagePlan:
         batch_size=config.batch_size,
         learning_rate=rate,
         momentum=config.momentum,
-        weight_decay=stage.weight_decay if stage.weight_decay is not None else config.weight_decay,
+        weight_decay=stage.weight_decay,
         seed=config.seed,
         nesterov=config.nesterov,
         stage=SECOND_STAGE if second else FIRST_STAGE,
