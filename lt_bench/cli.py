@@ -66,6 +66,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr-decay", type=float, help="multistep factor at each milestone")
     group.add_argument("--imbalance-ratio", type=float)
     group.add_argument(
+        "--second-stage-epochs",
+        type=int,
+        help="a two-stage method's second-stage epochs (default: its official ones; --epochs is stage 1's)",
+    )
+    group.add_argument(
+        "--second-stage-lr",
+        type=float,
+        help="the second stage's lr at the run's batch (default: its official lr scaled to the batch)",
+    )
+    group.add_argument(
+        "--second-stage-weight-decay", type=float, help="the second stage's weight decay (default: official)"
+    )
+    group.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16", "fp16"),
         help="the backbone's autocast (default auto: bf16 on a GPU that has it, else fp32); in the run id",
@@ -206,6 +219,9 @@ def _recipe_config(args: argparse.Namespace, method: str, dataset: str, seed: in
         milestones=tuple(args.milestones) if args.milestones is not None else None,
         lr_decay=args.lr_decay,
         imbalance_ratio=args.imbalance_ratio,
+        second_stage_epochs=args.second_stage_epochs,
+        second_stage_lr=args.second_stage_lr,
+        second_stage_weight_decay=args.second_stage_weight_decay,
         precision=args.precision,
         seed=seed,
         data_seed=args.data_seed,
@@ -312,6 +328,7 @@ def command_recipe(args: argparse.Namespace) -> None:
     import json
 
     from lt_bench.runner import on_this_machine
+    from lt_bench.stages import run_stages
 
     config = on_this_machine(_config(args, args.method, args.dataset, args.seed))
     if args.json:
@@ -320,6 +337,8 @@ def command_recipe(args: argparse.Namespace) -> None:
     width = max(map(len, config.to_json()))
     for name, value in config.to_json().items():
         print(f"{name:<{width}}  {value}")
+    for number, stage in enumerate(run_stages(config), start=1):
+        print(f"stage {number}  {stage.describe()}")
 
 
 def command_reproduce(args: argparse.Namespace) -> None:

@@ -26,6 +26,9 @@ PEFT_ADAPTERS = ("lora", "adaptformer")
 # Fine-tuning fields at these values stay out of a run's identity: runs from before they existed
 # (all full fine-tuning) keep their run ids.
 FINETUNE_DEFAULTS = {"finetune": "full", "peft": "adaptformer", "peft_rank": None}
+# A second stage's own schedule replaced on the command line; unset (None: the method's declared
+# `second_stage`) they stay out of a run's identity, so runs from before the options keep their ids.
+SECOND_STAGE_FIELDS = ("second_stage_epochs", "second_stage_lr", "second_stage_weight_decay")
 SELECTIONS = ("last", "best-val")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")  # --device values; cuda:N picks the Nth GPU
 PRETRAINING_DATA = ("same", "external")  # what a --pretrained-file was trained on: this dataset or other data
@@ -76,6 +79,9 @@ class RunConfig:
     peft_rank: int | None = None  # the adapters' rank / bottleneck; None: LIFT's rule from classes, depth
     test_crops: int = 1  # 5 or 10: the test logits averaged over crops (and mirror images)
     precision: str = "fp32"  # the backbone's autocast: fp32, bf16 or fp16 (`auto` resolved before this)
+    second_stage_epochs: int | None = None  # None: the method's declared second stage (`Method.second_stage`)
+    second_stage_lr: float | None = None  # at the run's batch; None: the declared lr scaled to the batch
+    second_stage_weight_decay: float | None = None
     seed: int = 0
     data_seed: int = 0
     imbalance_ratio: float | None = None
@@ -113,6 +119,9 @@ class RunConfig:
                 values.pop(name)
         if values["threads"] == 1:  # as every run before threads named runs (all made with --threads 1)
             values.pop("threads")
+        for name in SECOND_STAGE_FIELDS:
+            if values[name] is None:
+                values.pop(name)
         return values
 
     @property
@@ -160,7 +169,8 @@ def resolve_config(method: str, dataset: str, *, protocol: str | None = None, **
     `shared` (the default) is the dataset's recipe for every method; `paper` is the method's own
     paper's recipe (`Method.paper_recipes`). Epochs other than the recipe's move its milestones and
     warm-up proportionally; a batch size other than the recipe's scales its learning rate linearly
-    (Goyal et al. 2017) unless `lr` is given too.
+    (Goyal et al. 2017) unless `lr` is given too. These fields are the first stage's: a second stage
+    trains on its own schedule (`Method.second_stage`, `second_stage_*` overrides).
     """
     from lt_bench.data.base import DATASETS
     from lt_bench.data.split_lists import files_digest
@@ -430,6 +440,8 @@ def validate(config: RunConfig) -> None:
         _check_knob_ranges(config)
     if config.method_options:
         check_method_options(config.method, config.method_options)
+    if any(getattr(config, name) is not None for name in SECOND_STAGE_FIELDS):
+        _check_second_stage(config)
 
 
 def _milestones_fit(milestones: tuple[int, ...], epochs: int) -> bool:
@@ -465,6 +477,34 @@ def check_method_options(method: str, values: dict[str, float]) -> None:
                 f"--option {name} must be in [{option.range.low:g}, {option.range.high:g}]{whole} for "
                 f"method {method!r}, got {value!r}"
             )
+
+
+def _check_second_stage(config: RunConfig) -> None:
+    """`--second-stage-*` values only for a method that trains a second stage, and possible ones."""
+    from lt_bench.method import METHODS
+
+    method_class = METHODS.get(config.method)
+    if method_class.second_stage is None:
+        what = "trains nothing after its first stage" if method_class.first_stage else "has one stage"
+        raise UserError(f"method {config.method!r} {what}; drop --second-stage-epochs/-lr/-weight-decay")
+    checks = [
+        (
+            config.second_stage_epochs is None
+            or (isinstance(config.second_stage_epochs, int) and config.second_stage_epochs >= 1),
+            f"--second-stage-epochs must be at least 1, got {config.second_stage_epochs}",
+        ),
+        (
+            config.second_stage_lr is None or _positive(config.second_stage_lr),
+            f"--second-stage-lr must be a positive number, got {config.second_stage_lr}",
+        ),
+        (
+            config.second_stage_weight_decay is None or _non_negative(config.second_stage_weight_decay),
+            f"--second-stage-weight-decay must be >= 0, got {config.second_stage_weight_decay}",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
 
 
 def _positive(value: float) -> bool:

@@ -5,6 +5,7 @@ The core calls these hooks in this order:
     method = MethodClass(context)
     head = method.build_head()                       # (a) classifier on the backbone's features
     [second stage only] method.prepare_second_stage(model)   # (f) after loading the first stage
+                        trained on `second_stage`'s own schedule  # (f) not the first stage's
     each epoch:  method.on_epoch_start(epoch, lr)            # (d) e.g. DRW's switch
                  order = method.sample_order(labels, gen)    # (c) the epoch's index stream
         [mixing] second = method.mixing_sample_order(labels, gen)  # (i) e.g. CMO's minority stream
@@ -20,6 +21,10 @@ The core calls these hooks in this order:
 (e) `test_time_knob_ranges` declares the values each knob may take (inclusive bounds); a `--knob`
 outside them is refused before anything runs. Unlisted knobs are unbounded.
 
+(f) A second stage declares its own schedule as data, `second_stage` (from its official code): its
+epochs, whatever the first stage's (`--epochs` scales the first stage only), its lr at a reference
+batch (scaled linearly to the run's batch), weight decay and schedule. A method with a `first_stage`
+and no `second_stage` trains nothing after loading it (post-hoc: τ-norm, post-hoc logit adjustment).
 Method state that must survive a restart lives in `state_dict()` / `load_state_dict()`.
 (g) `paper`, `paper_recipes` and `reported` are data: the method's paper, how its official code
 trains it per dataset (used under `--protocol paper`) and the numbers its paper reports.
@@ -29,8 +34,9 @@ trains it per dataset (used under `--protocol paper`) and the numbers its paper 
 (j) `views` > 1 feeds each image that many times, each with its own augmentation draw, in one forward
 pass; `loss_with_features` sees every view's logits and features (BCL's contrastive branch). A method
 may not both mix batches and take several views: defining one that does raises TypeError.
-(k) `parameter_groups` splits the trainable parameters into optimizer groups with their own weight
-decay; `on_step_end` runs after every optimizer step (a weight constraint).
+(k) `weight_decay` replaces the recipe's weight decay of the method's own (first) stage (a method
+whose authors tuned it); `parameter_groups` splits the trainable parameters into optimizer groups with
+their own weight decay; `on_step_end` runs after every optimizer step (a weight constraint).
 Every random draw of these hooks comes from the generators the core passes, seeded from the run's
 seed, stage, epoch and step, so a resumed run draws the same values.
 (l) A multi-expert head returns logits [batch, experts, classes]: `loss` receives them whole, and
@@ -84,6 +90,19 @@ class MethodContext:
 
 
 @dataclass(frozen=True)
+class SecondStage:
+    """A second stage's own schedule, as its official code trains it: `epochs` (never scaled with the
+    first stage's), SGD at `lr` for a global batch of `batch_size_for_lr` (scaled linearly to the run's
+    batch, Goyal et al. 2017), `weight_decay`, and `schedule` without warm-up."""
+
+    epochs: int
+    lr: float
+    batch_size_for_lr: int
+    weight_decay: float
+    schedule: str = "cosine"
+
+
+@dataclass(frozen=True)
 class MixedBatch:
     """A step's images after mixing: `share` (λ) of each is the first batch's image of class `targets`,
     the rest the other image's, of class `other_targets`."""
@@ -102,6 +121,9 @@ class Method:
 
     description: ClassVar[str] = ""
     first_stage: ClassVar[str | None] = None  # (f) the method whose finished run this one continues
+    second_stage: ClassVar[SecondStage | None] = None  # (f) how it trains after that run; None: nothing
+    # (k) the weight decay its (first) stage trains with instead of the recipe's; None: the recipe's
+    weight_decay: ClassVar[float | None] = None
     # (g) the method's paper: its recipe per dataset (the `paper` protocol) and its published rows
     paper: ClassVar[Paper | None] = None
     paper_recipes: ClassVar[Mapping[str, PaperRecipe]] = {}
@@ -251,10 +273,6 @@ class Method:
         raise NotImplementedError(f"{type(self).__name__} sets head_from_features without initialise_head")
 
     # (f) second stage
-    def second_stage_epochs(self) -> int:
-        """Epochs this method trains after loading `first_stage`'s checkpoint."""
-        return self.context.epochs
-
     def prepare_second_stage(self, model: nn.Module) -> None:
         """Adjust the first stage's model (re-initialise, freeze) before the second stage trains."""
 

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,6 +43,7 @@ from lt_bench.pretrained_input import fit_input, pretrained_input
 from lt_bench.records import SCHEMA, environment, now, read_record, record_path, records_dir, write_record
 from lt_bench.run_lock import exclusive_run
 from lt_bench.schedule import learning_rate
+from lt_bench.stages import Stage, first_stage_config, run_stages, stages_record
 from lt_bench.test_crops import average_views
 from lt_bench.test_time import adapted_test
 from lt_bench.training import (
@@ -192,14 +193,15 @@ def _run(
     )
     backbone.to(device)
     _check_backbone_takes_images(backbone, data, config.backbone, device)
+    stage = run_stages(config)[-1]
     context = MethodContext(
         dataset=config.dataset,
         num_classes=data.num_classes,
         class_counts=tuple(data.class_counts),
         feature_dim=backbone.num_features,
-        epochs=config.epochs,
+        epochs=stage.epochs,
         steps_per_epoch=len(data.train) // config.batch_size,
-        base_lr=config.lr,
+        base_lr=stage.lr if stage.lr is not None else config.lr,
         lr_milestones=config.milestones,
         protocol=config.protocol,
         method_options=config.method_options,
@@ -213,7 +215,7 @@ def _run(
     _discard_if_code_changed(paths, config, code)
     source = _knob_free_run(config)
     model, first_stage = _stage_model(config, method, backbone, context, device, load_first_stage=not source)
-    plan = _stage_plan(config, method)
+    plan = _stage_plan(config, stage)
     epoch_validation = _epoch_validation(
         paths, model, method, data, config, device, plan.epochs, on_validation
     )
@@ -505,37 +507,37 @@ def knob_candidates(method: Method, config: RunConfig) -> dict[str, tuple[float,
     return candidates
 
 
-def _plan(config: RunConfig, epochs: int, schedule: str, warmup_epochs: int, stage: int) -> StagePlan:
+def _stage_plan(config: RunConfig, stage: Stage) -> StagePlan:
+    """The training plan of the run's own stage (`run_stages`' last): a second stage on its own epochs,
+    lr, weight decay and schedule (no warm-up, no milestones), with the run's batch and optimizer."""
+    second = METHODS.get(config.method).first_stage is not None
+    milestones = () if second else config.milestones
+    if not stage.epochs:  # a post-hoc second stage trains nothing: its rate is never applied
+        stage = replace(stage, lr=0.0, weight_decay=0.0, schedule="cosine")
+
     def rate(epoch: int) -> float:
         return learning_rate(
             epoch,
-            base_lr=config.lr,
-            epochs=epochs,
-            schedule=schedule,
-            warmup_epochs=warmup_epochs,
-            milestones=config.milestones,
+            base_lr=stage.lr,
+            epochs=stage.epochs,
+            schedule=stage.schedule,
+            warmup_epochs=stage.warmup_epochs,
+            milestones=milestones,
             lr_decay=config.lr_decay,
             warmup_start=config.warmup_start,
         )
 
     return StagePlan(
-        epochs=epochs,
+        epochs=stage.epochs,
         batch_size=config.batch_size,
         learning_rate=rate,
         momentum=config.momentum,
-        weight_decay=config.weight_decay,
+        weight_decay=stage.weight_decay,
         seed=config.seed,
         nesterov=config.nesterov,
-        stage=stage,
+        stage=SECOND_STAGE if second else FIRST_STAGE,
         precision=config.precision,
     )
-
-
-def _stage_plan(config: RunConfig, method: Method) -> StagePlan:
-    if type(method).first_stage is None:
-        return _plan(config, config.epochs, config.schedule, config.warmup_epochs, FIRST_STAGE)
-    # Second stages (decoupling) train with a cosine schedule and no warm-up, as Kang et al. do.
-    return _plan(config, method.second_stage_epochs(), "cosine", 0, SECOND_STAGE)
 
 
 def _stage_model(
@@ -563,14 +565,6 @@ def _stage_model(
         load_final_state(first_config, model, first_method, device, retrain=retrain)
     method.prepare_second_stage(model)
     return model.to(device), first_stage
-
-
-def first_stage_config(config: RunConfig, first_method_name: str) -> RunConfig:
-    """The run a second stage continues: `config` for the first-stage method, without test-time
-    knobs, keeping the options that method declares (e.g. weight balancing's stage-one decay)."""
-    declared = METHODS.get(first_method_name).options
-    options = {name: value for name, value in config.method_options.items() if name in declared}
-    return config.replace(method=first_method_name, knobs={}, method_options=options)
 
 
 def _first_stage(first_config: RunConfig) -> dict[str, Any]:
@@ -768,6 +762,7 @@ def _record(
         "data_seed": config.data_seed,
         "config": config.to_json(),
         "method_code": code,
+        "stages": stages_record(config),
         **fields,
         **environment(config.precision),
         "device": describe_device(device, distributed.world_size()),

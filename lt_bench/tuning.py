@@ -24,11 +24,12 @@ from typing import Any
 import optuna
 
 from lt_bench.atomic import write_json
-from lt_bench.config import RunConfig
+from lt_bench.config import SECOND_STAGE_FIELDS, RunConfig
 from lt_bench.data.base import DATASETS
 from lt_bench.errors import UserError
 from lt_bench.method import METHODS
 from lt_bench.search_space import Range
+from lt_bench.stages import run_stages
 
 TUNING_FOLDER = "tuning"
 SAMPLERS = ("tpe", "random")
@@ -84,7 +85,7 @@ class Study:
         """The untuned recipe as a point of the search space: the first trial of every study."""
         options = METHODS.get(self.base.method).options
         return {
-            name: getattr(self.base, name)
+            name: recipe_value(self.base, name)
             if name in CONFIG_FIELDS
             else self.base.method_options.get(name, options[name].default)
             for name in self.space
@@ -198,7 +199,7 @@ def suggest(trial: optuna.Trial, study: Study) -> dict[str, float]:
     """The trial's value of every setting of the search space."""
     params = {}
     for name, search in study.space.items():
-        low, high = search.bounds(getattr(study.base, name, None))
+        low, high = search.bounds(recipe_value(study.base, name) if name in CONFIG_FIELDS else None)
         if search.integer:
             params[name] = trial.suggest_int(name, int(low), int(high), log=search.log)
         else:
@@ -388,18 +389,27 @@ def tuned_config(base: RunConfig, trials: int | None) -> RunConfig:
     )
 
 
+def recipe_value(config: RunConfig, name: str) -> float:
+    """The recipe's value of the RunConfig field `name`; an unset `second_stage_*` is the value the
+    method's declared second stage trains with (`lt_bench.stages`)."""
+    value = getattr(config, name)
+    if value is None and name in SECOND_STAGE_FIELDS:
+        return getattr(run_stages(config)[-1], name.removeprefix("second_stage_"))
+    return value
+
+
 def show_space(base: RunConfig) -> str:
     """What a method's study searches, one line per setting, with the untuned recipe's value."""
     method = METHODS.get(base.method)
     study_base = base
     lines = [f"{base.method} on {base.dataset}: what `lt-bench tune` searches (first trial: the recipe)"]
     for name, search in method.search_space().items():
-        recipe_value = getattr(study_base, name) if name in CONFIG_FIELDS else None
-        if recipe_value is None:
-            recipe_value = base.method_options.get(name, method.options[name].default)
+        value = recipe_value(study_base, name) if name in CONFIG_FIELDS else None
+        if value is None:
+            value = base.method_options.get(name, method.options[name].default)
         about = "" if name in CONFIG_FIELDS else f"  ({method.options[name].about})"
-        described = search.describe(getattr(study_base, name, None))
-        lines.append(f"  {name:<24} {described}; recipe {recipe_value:g}{about}")
+        described = search.describe(value)
+        lines.append(f"  {name:<24} {described}; recipe {value:g}{about}")
     return "\n".join(lines)
 
 

@@ -4,23 +4,23 @@ Kang et al., "Decoupling Representation and Classifier for Long-Tailed Recogniti
 (§4 and the official classifier-balancing code). Stage 1 is plain CE; stage 2 changes only the
 classifier: cRT re-trains a re-initialised linear classifier on the frozen backbone, LWS learns
 one scale per class on the frozen stage-1 classifier (bias scaled too), both with class-balanced
-sampling; τ-norm trains nothing and rescales each class row by its norm to the power τ.
+sampling, each on its own schedule from config/<dataset>/cls_crt.yaml and cls_lws.yaml; τ-norm
+trains nothing and rescales each class row by its norm to the power τ.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 from torch import nn
 
 from lt_bench.data import samplers
-from lt_bench.method import METHODS, Method
+from lt_bench.method import METHODS, Method, SecondStage
 from lt_bench.protocol import Paper, PaperRecipe, Reported
+from lt_bench.search_space import Range
 
 TAU_GRID = tuple(round(0.1 * step, 1) for step in range(21))  # 0.0, 0.1, …, 2.0 as in tau_norm.py
-OFFICIAL_FIRST_STAGE_EPOCHS = 90  # ImageNet-LT joint training, against which stage-2 epochs are scaled
 NORM_EPSILON = 1e-12  # an all-zero class row stays zero instead of 0/0
 
 
@@ -115,27 +115,30 @@ _PLACES_STAGE_ONE = PaperRecipe(
 )
 
 
-def with_stage_two(stage_one: PaperRecipe, config: str, *stage_two: str) -> PaperRecipe:
-    """A second stage's recipe: stage 1's fields (what lt-bench trains first), plus the stage-2 config
-    and what that stage does differently in lt-bench."""
+def with_stage_two(
+    stage_one: PaperRecipe, config: str, *stage_two: str, schedule: dict[str, float] | None = None
+) -> PaperRecipe:
+    """A second stage's recipe: stage 1's fields (what lt-bench trains first), the stage-2 config, where
+    its `schedule` differs from the method's declared `second_stage` (`second_stage_*` fields), and
+    what that stage does differently in lt-bench."""
     return PaperRecipe(
         source=f"{stage_one.source}, {config}",
-        overrides=stage_one.overrides,
+        overrides={**stage_one.overrides, **(schedule or {})},
         deviations=(*stage_one.deviations, *stage_two),
     )
 
 
-def classifier_stage_recipes(config: str, epochs: int, inat_epochs: int) -> dict[str, PaperRecipe]:
+def classifier_stage_recipes(config: str, declared: SecondStage, inat_epochs: int) -> dict[str, PaperRecipe]:
     """cRT's or LWS's recipes: the joint stage 1, then config/<dataset>/`config`, which trains the
-    classifier `epochs` epochs (`inat_epochs` on iNaturalist) at the stage-1 batch and lr (batch 256,
-    lr 0.1 on Places-LT), with ClassAwareSampler; lt-bench trains `epochs`/90 of the stage-1 epochs."""
-    inat = [CLASS_AWARE_CYCLES]
-    if inat_epochs != epochs:
-        inat.append(
-            f"Stage 2 trains {inat_epochs} epochs; lt-bench trains {epochs}/{OFFICIAL_FIRST_STAGE_EPOCHS} "
-            "of the stage-1 epochs."
-        )
-    places = "Stage 2 runs at batch 256 and classifier lr 0.1; lt-bench keeps the stage-1 batch and lr."
+    classifier with ClassAwareSampler on the `declared` schedule (ImageNet-LT's), except on iNaturalist
+    (`inat_epochs` epochs, weight decay 1e-4) and Places-LT (batch 256 at lr 0.1)."""
+    inat = {"second_stage_weight_decay": 1e-4}
+    if inat_epochs != declared.epochs:
+        inat["second_stage_epochs"] = inat_epochs
+    places = (
+        "Stage 2 runs at batch 256 and classifier lr 0.1; lt-bench runs it at the stage-1 batch with the "
+        "lr per image the same (0.2 at batch 512)."
+    )
     return {
         "imagenet_lt": with_stage_two(
             JOINT_RECIPES["imagenet_lt"], f"config/ImageNet_LT/{config}", CLASS_AWARE_CYCLES
@@ -143,20 +146,34 @@ def classifier_stage_recipes(config: str, epochs: int, inat_epochs: int) -> dict
         "places_lt": with_stage_two(
             _PLACES_STAGE_ONE, f"config/Places_LT/{config}", CLASS_AWARE_CYCLES, places
         ),
-        "inat2018": with_stage_two(JOINT_RECIPES["inat2018"], f"config/iNaturalist18/{config}", *inat),
+        "inat2018": with_stage_two(
+            JOINT_RECIPES["inat2018"],
+            f"config/iNaturalist18/{config}",
+            CLASS_AWARE_CYCLES,
+            schedule=inat,
+        ),
     }
 
 
+# config/ImageNet_LT/cls_crt.yaml and cls_lws.yaml: batch 512, SGD lr 0.2, momentum 0.9, weight decay
+# 5e-4, cosine to 0 (coslr), num_epochs 10 (cRT) and 5 (LWS), whatever stage 1's length.
+CRT_STAGE = SecondStage(epochs=10, lr=0.2, batch_size_for_lr=512, weight_decay=5e-4, schedule="cosine")
+SECOND_STAGE_SPACE = {  # tuned around the declared stage: lr × [0.1, 10], weight decay log-uniform
+    "second_stage_lr": Range(0.1, 10.0, log=True, per_recipe=True),
+    "second_stage_weight_decay": Range(1e-5, 1e-1, log=True),
+}
+LWS_STAGE = SecondStage(epochs=5, lr=0.2, batch_size_for_lr=512, weight_decay=5e-4, schedule="cosine")
+
+
 class SecondStageOfCE(Method):
-    """A classifier-only stage on a finished CE run; official stage-2 epochs scaled by ours / 90."""
+    """A classifier-only stage on a finished CE run (trains nothing unless it declares `second_stage`)."""
 
     first_stage = "ce"
-    official_epochs: ClassVar[int] = 0  # 0: nothing is trained, only test-time knobs are chosen
 
-    def second_stage_epochs(self) -> int:
-        if not self.official_epochs:
-            return 0
-        return max(1, round(self.context.epochs * self.official_epochs / OFFICIAL_FIRST_STAGE_EPOCHS))
+    @classmethod
+    def search_space(cls) -> dict[str, Range]:
+        """CE's lr × weight decay and, for a stage that trains, its own lr and weight decay."""
+        return super().search_space() | (SECOND_STAGE_SPACE if cls.second_stage is not None else {})
 
     def sample_order(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Under the paper protocol the official ClassAwareSampler (shuffled classes in turn, 4 images
@@ -171,9 +188,9 @@ class ClassifierRetraining(SecondStageOfCE):
     """cRT: a re-initialised linear classifier, class-balanced sampling, frozen CE backbone."""
 
     description = "classifier re-training on the frozen CE backbone (Kang et al., ICLR 2020)"
-    official_epochs = 10
+    second_stage = CRT_STAGE
     paper = DECOUPLING_PAPER
-    paper_recipes = classifier_stage_recipes("cls_crt.yaml", official_epochs, inat_epochs=30)
+    paper_recipes = classifier_stage_recipes("cls_crt.yaml", CRT_STAGE, inat_epochs=30)
     reported = (
         Reported("imagenet_lt", None, 49.6, 61.8, 46.2, 27.4, backbone="ResNeXt-50", table=README_TABLE),
     )
@@ -188,9 +205,9 @@ class LearnableWeightScaling(SecondStageOfCE):
     """LWS: one learned scale per class on the frozen CE classifier, class-balanced sampling."""
 
     description = "learnable per-class scales on the frozen CE classifier (Kang et al., ICLR 2020)"
-    official_epochs = 5
+    second_stage = LWS_STAGE
     paper = DECOUPLING_PAPER
-    paper_recipes = classifier_stage_recipes("cls_lws.yaml", official_epochs, inat_epochs=5)
+    paper_recipes = classifier_stage_recipes("cls_lws.yaml", LWS_STAGE, inat_epochs=5)
     reported = (
         Reported("imagenet_lt", None, 49.9, 60.2, 47.2, 30.3, backbone="ResNeXt-50", table=README_TABLE),
     )

@@ -4,11 +4,12 @@ Alshammari, Wang, Ramanan & Kong, "Long-Tailed Recognition via Weight Balancing"
 (official ShadeAlsha/LTR-weight-balancing). Stage 1 (demo1_first-stage-training.py) is CE with a
 weight decay tuned by grid search, 5e-3 on every parameter. Stage 2
 (demo2_second-stage-training.py) trains only the classifier (weight and bias) of the stage-1 model
-for 10 of stage 1's 320 epochs with weight decay 0.1 and the class-balanced loss (β = 0.9999, the
-"softmax" form of utils/class_balanced_loss.py), projecting the classifier rows at the end of each
-epoch's training (utils/trainval.py calls `pgdFunc.PGD` once per training phase) onto the ball of
-radius min‖w‖ + 0.1·(max‖w‖ − min‖w‖), the norms taken once from the stage-1 classifier
-(utils/regularizers.py `MaxNorm_via_PGD`, thresh 0.1; the bias is never projected).
+on its own schedule, 10 epochs of SGD at lr 0.01 for batch 64, momentum 0.9, weight decay 0.1,
+cosine to 0, whatever stage 1's length, with the class-balanced loss (β = 0.9999, the "softmax" form
+of utils/class_balanced_loss.py), projecting the classifier rows at the end of each epoch's training
+(utils/trainval.py calls `pgdFunc.PGD` once per training phase) onto the ball of radius
+min‖w‖ + 0.1·(max‖w‖ − min‖w‖), the norms taken once from the stage-1 classifier (utils/regularizers.py
+`MaxNorm_via_PGD`, thresh 0.1; the bias is never projected).
 """
 
 from __future__ import annotations
@@ -19,18 +20,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lt_bench.method import METHODS, Method, MethodContext
+from lt_bench.method import METHODS, Method, MethodContext, SecondStage
 from lt_bench.methods.class_balanced import effective_number_weights
 from lt_bench.methods.decoupling import freeze
 from lt_bench.search_space import SHARED_SEARCH_SPACE, Option, Range, option_ranges
 
 STAGE_ONE_WEIGHT_DECAY = 5e-3  # demo1: "We found the value for the weight decay parameter using Grid Search"
-STAGE_TWO_WEIGHT_DECAY = 0.1  # demo2
 MAX_NORM_THRESHOLD = 0.1  # demo2: thresh = 0.1
-OFFICIAL_EPOCHS = (320, 10)  # stage 1, stage 2
-# The weight decays replace the recipe's, so they, not the shared weight decay, are searched.
+# demo2: total_epoch_num = 10, base_lr = 0.01 at batch_size = 64, weight_decay = 0.1, CosineAnnealingLR
+STAGE_TWO = SecondStage(epochs=10, lr=0.01, batch_size_for_lr=64, weight_decay=0.1, schedule="cosine")
+# The weight decays replace the recipe's, so they, not the shared weight decay, are searched: stage 1's
+# as an option of ce_weight_decay, stage 2's (and its lr) as the run's --second-stage-* values.
 STAGE_ONE_OPTIONS = {
     "stage_one_weight_decay": Option(STAGE_ONE_WEIGHT_DECAY, Range(1e-5, 1e-1, log=True), "stage 1's decay"),
+}
+STAGE_TWO_SPACE = {
+    "second_stage_weight_decay": Range(1e-4, 1.0, log=True),
+    "second_stage_lr": Range(1e-3, 1e-1, log=True),
 }
 
 
@@ -61,16 +67,12 @@ def own_weight_decays(options: dict[str, Option]) -> dict[str, Range]:
     return {"lr": SHARED_SEARCH_SPACE["lr"], **option_ranges(options)}
 
 
-def with_weight_decay(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """One optimizer group of the trainable parameters at `weight_decay`."""
-    return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-
-
 @METHODS.register("ce_weight_decay")
 class CrossEntropyTunedWeightDecay(Method):
     """Stage 1 of weight balancing: CE with weight decay 5e-3 on every parameter."""
 
     description = "CE with tuned weight decay 5e-3, weight balancing's stage 1 (Alshammari et al., CVPR 2022)"
+    weight_decay = STAGE_ONE_WEIGHT_DECAY
     options = STAGE_ONE_OPTIONS
 
     @classmethod
@@ -78,26 +80,28 @@ class CrossEntropyTunedWeightDecay(Method):
         return own_weight_decays(cls.options)
 
     def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-        return with_weight_decay(model, self.option("stage_one_weight_decay"))
+        """Every trainable parameter at the stage-one decay option (the declared 5e-3 unless tuned)."""
+        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        return [{"params": trainable, "weight_decay": self.option("stage_one_weight_decay")}]
 
 
 @METHODS.register("weight_balancing")
 class WeightBalancing(Method):
-    """Stage 2: the stage-1 classifier alone, class-balanced loss, weight decay 0.1, MaxNorm each epoch."""
+    """Stage 2: the stage-1 classifier alone, class-balanced loss, weight decay, MaxNorm each epoch."""
 
     description = (
         "class-balanced classifier stage with MaxNorm and weight decay (Alshammari et al., CVPR 2022)"
     )
     first_stage = "ce_weight_decay"
+    second_stage = STAGE_TWO
     options = {  # stage_one_weight_decay goes to the first stage, whose option it is
         **STAGE_ONE_OPTIONS,
-        "stage_two_weight_decay": Option(STAGE_TWO_WEIGHT_DECAY, Range(1e-4, 1.0, log=True), "stage 2"),
         "max_norm_threshold": Option(MAX_NORM_THRESHOLD, Range(0.0, 1.0), "MaxNorm's radius: min→max"),
     }
 
     @classmethod
     def search_space(cls) -> dict[str, Range]:
-        return own_weight_decays(cls.options)
+        return {**own_weight_decays(cls.options), **STAGE_TWO_SPACE}
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
@@ -106,17 +110,10 @@ class WeightBalancing(Method):
         self.radius = 0.0
         self.steps_taken = 0  # of stage 2, to project after each epoch's last step
 
-    def second_stage_epochs(self) -> int:
-        stage_one, stage_two = OFFICIAL_EPOCHS
-        return max(1, round(self.context.epochs * stage_two / stage_one))
-
     def prepare_second_stage(self, model: nn.Module) -> None:
         freeze(model.backbone)
         self.classifier = model.head
         self.radius = max_norm_radius(model.head.weight.detach(), self.option("max_norm_threshold"))
-
-    def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-        return with_weight_decay(model, self.option("stage_two_weight_decay"))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return softmax_class_balanced_loss(logits, targets, self.class_weights)

@@ -12,6 +12,7 @@ import torch
 from lt_bench.cli import main
 from lt_bench.data import DATASETS, DataOptions, long_tailed_counts
 from lt_bench.data.check import check_dataset
+from lt_bench.data.subsets import long_tailed_subset
 from lt_bench.errors import UserError
 from lt_bench.records import read_record
 
@@ -98,6 +99,26 @@ def test_cifar10_lt_is_the_ldam_subset_with_left_out_validation(tmp_path: Path) 
     # LDAM-DRW normalisation: red value v becomes (v/255 − 0.4914)/0.2023; test image 0 has v = 10000 mod 256.
     ((images, _),) = data.test.batches([(0, torch.tensor([0]))], train=False, device=torch.device("cpu"))
     assert images[0, 0, 0, 0].item() == pytest.approx((10_000 % 256 / 255 - 0.4914) / 0.2023, abs=1e-5)
+
+
+def test_every_class_the_profile_does_not_use_whole_has_twenty_disjoint_validation_images() -> None:
+    # The real CIFAR-10 at IR 100: 5000, 2997, …, 50 training images; the head class is used whole.
+    labels = np.repeat(np.arange(10), 5000)
+    train, val = long_tailed_subset(labels, 10, 100.0, data_seed=3, val_per_class=20)
+    assert np.bincount(labels[val], minlength=10).tolist() == [0] + [20] * 9
+    assert not set(train.tolist()) & set(val.tolist())
+
+
+def test_a_ratio_that_keeps_every_image_is_refused_for_want_of_validation_images(
+    tmp_path: Path, capsys
+) -> None:
+    write_cifar10(tmp_path)
+    with pytest.raises(UserError, match="none is left for a validation split"):
+        DATASETS.get("cifar10_lt")().load(DataOptions(data_root=tmp_path, imbalance_ratio=1))
+    run = ["run", "--method", "ce", "--dataset", "cifar10_lt", "--data-root", str(tmp_path)]
+    assert main([*run, "--imbalance-ratio", "1", "--output", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("pass an --imbalance-ratio above 1") and len(error.splitlines()) == 1
 
 
 def test_data_seed_draws_another_subset(tmp_path: Path) -> None:

@@ -39,9 +39,6 @@ from lt_bench.method import Method
 
 class AsIs(Method):
     first_stage = "smoothed_ce"
-
-    def second_stage_epochs(self):
-        return 0
 '''
 ENTRY_POINTS = "[lt_bench.methods]\nsmoothed_ce = ltb_first:SmoothedCE\nas_is = ltb_second:AsIs\n"
 

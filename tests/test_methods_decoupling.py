@@ -10,7 +10,7 @@ from torch import nn
 
 from lt_bench.checkpoint import read_checkpoint
 from lt_bench.config import resolve_config
-from lt_bench.method import MethodContext
+from lt_bench.method import MethodContext, SecondStage
 from lt_bench.methods.decoupling import (
     TAU_GRID,
     ClassifierRetraining,
@@ -62,11 +62,11 @@ def test_lws_scales_logits_and_bias_per_class():
     assert head(torch.tensor([[1.0, 2.0]])).tolist()[0] == pytest.approx([4.0, 3.0])
 
 
-def test_second_stage_epochs_scale_the_official_ones_by_ninety():
-    # cRT 10 of 90, LWS 5 of 90, τ-norm trains nothing
-    assert [ClassifierRetraining(context(e)).second_stage_epochs() for e in (90, 30, 1)] == [10, 3, 1]
-    assert [LearnableWeightScaling(context(e)).second_stage_epochs() for e in (90, 30, 1)] == [5, 2, 1]
-    assert TauNormalisation(context()).second_stage_epochs() == 0
+def test_second_stages_declare_the_official_schedules():
+    # config/ImageNet_LT/cls_crt.yaml, cls_lws.yaml: 10 / 5 epochs, batch 512, lr 0.2, wd 5e-4, cosine
+    assert ClassifierRetraining.second_stage == SecondStage(10, 0.2, 512, 5e-4, "cosine")
+    assert LearnableWeightScaling.second_stage == SecondStage(5, 0.2, 512, 5e-4, "cosine")
+    assert TauNormalisation.second_stage is None  # trains nothing
     assert {m.first_stage for m in (ClassifierRetraining, LearnableWeightScaling, TauNormalisation)} == {"ce"}
 
 

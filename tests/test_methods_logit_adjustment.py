@@ -64,7 +64,7 @@ def test_loss_method_uses_training_frequencies_and_predicts_raw_logits():
 def test_posthoc_method_is_a_zero_epoch_stage_on_ce_with_tau_searched_on_validation():
     method = PostHocLogitAdjustment(context([3, 1]))
     assert method.first_stage == "ce"
-    assert method.second_stage_epochs() == 0
+    assert method.second_stage is None
     grid = method.test_time_knobs()["tau"]
     assert 0.0 in grid and 1.0 in grid and len(grid) > 2
     head = nn.Linear(2, 2)

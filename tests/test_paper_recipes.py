@@ -236,7 +236,13 @@ def test_decoupling_second_stages_name_their_own_config_and_sampler():
     crt, lws = METHODS.get("crt").paper_recipes, METHODS.get("lws").paper_recipes
     assert crt["imagenet_lt"].source.endswith("config/ImageNet_LT/cls_crt.yaml")
     assert lws["places_lt"].source.endswith("config/Places_LT/cls_lws.yaml")
-    assert any("30 epochs" in d for d in crt["inat2018"].deviations)  # lt-bench: 10/90 of stage 1
+    # config/iNaturalist18/cls_crt.yaml, cls_lws.yaml: 30 / 5 epochs at weight decay 1e-4
+    assert (
+        crt["inat2018"].overrides.items()
+        >= {"second_stage_epochs": 30, "second_stage_weight_decay": 1e-4}.items()
+    )
+    assert "second_stage_epochs" not in lws["inat2018"].overrides  # its declared 5
+    assert lws["inat2018"].overrides["second_stage_weight_decay"] == 1e-4
     for recipes in (crt, lws):
         for recipe in recipes.values():
             assert any("ClassAwareSampler" in d for d in recipe.deviations)

@@ -50,6 +50,11 @@ def long_tailed_subset(
     train = draw_per_class(labels, counts, stream)
     left_out = available - np.bincount(labels[train], minlength=num_classes)
     val_counts = np.minimum(left_out, val_per_class).tolist()
+    if not sum(val_counts):
+        raise UserError(
+            f"--imbalance-ratio {imbalance_ratio:g} keeps every training image, so none is left for a "
+            "validation split apart from the test images; pass an --imbalance-ratio above 1"
+        )
     val = draw_per_class(labels, val_counts, stream, exclude=train)
     return train, val
 
