@@ -447,6 +447,14 @@ def command_report(args: argparse.Namespace) -> None:
 def command_data_check(args: argparse.Namespace) -> None:
     from lt_bench.data.base import DataOptions
     from lt_bench.data.check import check_dataset
+    from lt_bench.detection.data import DETECTION_DATASETS
+
+    if args.dataset in DETECTION_DATASETS:
+        from lt_bench.detection.check import check_detection_dataset
+
+        data_root = Path(args.data_root) if args.data_root else None
+        print("\n".join(check_detection_dataset(args.dataset, data_root, args.data_seed)))
+        return
 
     options = DataOptions(
         data_root=Path(args.data_root) if args.data_root else None,
