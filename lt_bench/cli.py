@@ -232,11 +232,41 @@ def _percent(value: float | None) -> str:
 
 
 def command_run(args: argparse.Namespace) -> None:
+    from lt_bench.detection.data import DETECTION_DATASETS
+
+    if args.dataset in DETECTION_DATASETS:
+        _run_detection(args)
+        return
     config = _config(args, args.method, args.dataset, args.seed)
     if args.launcher == "slurm":
         _submit(args, [config])
         return
     _execute(config, args.rerun)
+
+
+def _run_detection(args: argparse.Namespace) -> None:
+    """An instance segmentation run on this machine (its own runner: lt_bench.detection.run)."""
+    from lt_bench.detection.run import resolved_config, run_detection
+
+    config = resolved_config(
+        args.method,
+        args.dataset,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        data_seed=args.data_seed,
+        data_root=args.data_root,
+        output=args.output,
+        threads=args.threads,
+        knobs=_knobs(args.knob) or None,
+    )
+    record = run_detection(config)
+    test = record["metrics"]["test"]
+    scores = "  ".join(f"{name} {_percent(test[name])}" for name in ("AP", "APr", "APc", "APf", "box_AP"))
+    knobs = " ".join(f"{k}={v:g}" for k, v in record["knobs"]["selected"].items())
+    print(f"{config.run_id}: mask {scores}  {knobs}  ({record['wall_time_s']:.1f} s)")
 
 
 def _submit(args: argparse.Namespace, configs: list[Any]) -> None:

@@ -7,28 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from lt_bench.cli import main
+from lt_bench.detection import lvis_tree
 from lt_bench.detection.data import DETECTION_DATASETS, DetectionSplit
 
 torch.set_num_threads(1)
 
 
 def write_lvis_tree(root: Path, version: str = "v1", images_per_split: int = 6) -> None:
-    """The first canvases of mnist_lt_seg's train and test splits as LVIS files and COCO-2017-style PNGs."""
+    """The first canvases of mnist_lt_seg's train and test splits as an LVIS tree."""
     data = DETECTION_DATASETS.get("mnist_lt_seg")().read(None, 0)
-    for split, lvis_split, folder in ((data.train, "train", "train2017"), (data.test, "val", "val2017")):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        images = []
-        for index, entry in enumerate(split.ground_truth["images"][:images_per_split]):
-            name = f"{entry['id']:012d}.png"
-            Image.fromarray(split.image(index)[0].numpy()).convert("RGB").save(root / folder / name)
-            images.append({**entry, "coco_url": f"http://images.cocodataset.org/{folder}/{name}"})
-        ids = {i["id"] for i in images}
-        annotations = [a for a in split.ground_truth["annotations"] if a["image_id"] in ids]
-        ground_truth = {"images": images, "annotations": annotations, "categories": data.categories}
-        (root / f"lvis_{version}_{lvis_split}.json").write_text(json.dumps(ground_truth))
+    lvis_tree.write_lvis_tree(data, root, version, images_per_split)
 
 
 def test_a_generated_tree_loads_with_its_images_and_tags(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +16,7 @@ import torch
 from lt_bench.registry import Registry
 
 FREQUENCY_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
+TASK = "instance_segmentation"  # a record's `task`: its metrics are LVIS APs, not accuracies
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,26 @@ def instance_targets(
     }
 
 
+@dataclass(frozen=True)
+class DetectionRecipe:
+    """A dataset's default detection recipe: SGD schedule and `DetectorConfig` overrides."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    milestones: tuple[int, ...]  # 0-based epochs from which the rate is multiplied by 0.1
+    warmup_steps: int
+    weight_decay: float = 1e-4
+    detector: dict[str, Any] = field(default_factory=dict)
+
+
 class DetectionSource(ABC):
     """A named instance segmentation dataset: where it comes from and how to read it."""
 
     name: ClassVar[str]
     description: ClassVar[str]
     takes_data_root: ClassVar[bool]
+    recipe: ClassVar[DetectionRecipe]
 
     @abstractmethod
     def read(self, data_root: Path | None, data_seed: int) -> DetectionData:

@@ -14,6 +14,7 @@ from lt_bench.detection.data import (
     DETECTION_DATASETS,
     LVIS_FREQUENCY_RULE,
     DetectionData,
+    DetectionRecipe,
     DetectionSource,
     FrequencyRule,
     TensorDetectionSplit,
@@ -146,6 +147,27 @@ class MnistLTSeg(DetectionSource):
     description = (
         "real MNIST digits on 64x64 canvases with pixel masks: training images per digit 200 -> 2 "
         "(IR 100; 2 frequent, 4 common, 4 rare by LVIS's thresholds), val 40 / test 100 canvases"
+    )
+
+    # Sized for a 2-core CPU: a 4.9M-parameter ResNet-10-T, 32 FPN channels, D = 64, anchors 8–128 px.
+    recipe = DetectionRecipe(
+        epochs=8,
+        batch_size=4,
+        lr=0.02,
+        milestones=(6,),
+        warmup_steps=50,
+        detector={
+            "backbone": "resnet10t",
+            "fpn_channels": 32,
+            "representation_size": 64,
+            "mask_head_channels": (32, 32),
+            "anchor_sizes": (8, 16, 32, 64, 128),
+            "min_size": 64,
+            "max_size": 64,
+            "rpn_batch_size_per_image": 64,
+            "box_batch_size_per_image": 64,
+            "detections_per_image": 100,
+        },
     )
 
     def read(self, data_root: Path | None, data_seed: int) -> DetectionData:
