@@ -411,6 +411,13 @@ def _cost_columns(text: str | None) -> tuple[str, ...]:
     return names
 
 
+def _classification_records(output: str) -> list[dict[str, Any]]:
+    """The finished records under `output` but those of instance segmentation runs (AP, not accuracy)."""
+    from lt_bench.detection.leaderboard import is_detection
+
+    return [record for record in _read_records(output) if not is_detection(record)]
+
+
 def _read_records(output: str) -> list[dict[str, Any]]:
     """The finished records under `output`, naming each unreadable one on stderr."""
     from lt_bench.records import iter_records
@@ -459,7 +466,7 @@ def command_export(args: argparse.Namespace) -> None:
         )
     path = Path(args.to) if args.to else Path(args.output) / f"runs.{args.format}"
     try:
-        runs, per_class = export(_read_records(args.output), path, args.format)
+        runs, per_class = export(_classification_records(args.output), path, args.format)
     except OSError as error:
         raise UserError(
             f"cannot write {path} ({error.strerror or error}); pass --to FILE in a folder you can write to"
@@ -470,7 +477,7 @@ def command_export(args: argparse.Namespace) -> None:
 def command_report(args: argparse.Namespace) -> None:
     from lt_bench.report import write_report
 
-    page = write_report(_read_records(args.output), args.dataset, args.output, args.baseline)
+    page = write_report(_classification_records(args.output), args.dataset, args.output, args.baseline)
     print(f"report written to {page} (figures in {page.with_suffix('')}/)")
 
 
@@ -513,11 +520,17 @@ def command_list(args: argparse.Namespace) -> None:
         lines = timm.list_models(pattern)
     else:
         from lt_bench.data import DATASETS
+        from lt_bench.detection.data import DETECTION_DATASETS
         from lt_bench.method import METHODS
         from lt_bench.registry import describe
 
-        registry = METHODS if args.what == "methods" else DATASETS
-        entries = [(name, obj) for name, obj in registry.items() if fnmatch.fnmatchcase(name, pattern)]
+        registries = [METHODS] if args.what == "methods" else [DATASETS, DETECTION_DATASETS]
+        entries = [
+            (name, obj)
+            for registry in registries
+            for name, obj in registry.items()
+            if fnmatch.fnmatchcase(name, pattern)
+        ]
         width = max((len(name) for name, _ in entries), default=0)
         lines = [f"{name:<{width}}  {describe(obj)}" for name, obj in entries]
     if not lines:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -11,18 +13,8 @@ from lt_bench.method import METHODS, MethodContext
 
 torch.set_num_threads(1)
 
-TINY = DetectorConfig(
-    backbone="resnet10t",
-    fpn_channels=16,
-    representation_size=32,
-    mask_head_channels=(16,),
-    anchor_sizes=(8, 16, 32, 64, 128),
-    min_size=64,
-    max_size=64,
-    rpn_batch_size_per_image=32,
-    box_batch_size_per_image=32,
-    detections_per_image=50,
-)
+# The offline set's own detector: ResNet-10-T, 32 FPN channels, D = 64.
+RECIPE_DETECTOR = replace(DetectorConfig(), **DETECTION_DATASETS.get("mnist_lt_seg").recipe.detector)
 
 
 def tiny_context() -> MethodContext:
@@ -30,7 +22,7 @@ def tiny_context() -> MethodContext:
         dataset="mnist_lt_seg",
         num_classes=10,
         class_counts=(200, 120, 72, 43, 26, 15, 9, 6, 3, 2),
-        feature_dim=TINY.representation_size,
+        feature_dim=RECIPE_DETECTOR.representation_size,
         epochs=1,
         steps_per_epoch=1,
         base_lr=0.02,
@@ -49,7 +41,7 @@ def test_box_regression_loss_by_hand() -> None:
 def test_trains_and_detects_on_real_canvases() -> None:
     torch.manual_seed(0)
     data = DETECTION_DATASETS.get("mnist_lt_seg")().read(None, 0)
-    model = build_detector(METHODS.get("ce")(tiny_context()), TINY, 10, 1, [0.1], [0.3])
+    model = build_detector(METHODS.get("ce")(tiny_context()), RECIPE_DETECTOR, 10, 1, [0.1], [0.3])
     images = [data.train.image(i).float() / 255 for i in range(2)]
     targets = [instance_targets(data.train, i, data.category_ids) for i in range(2)]
     losses = model(images, targets)
@@ -65,7 +57,7 @@ def test_trains_and_detects_on_real_canvases() -> None:
     model.eval()
     with torch.no_grad():
         detections = model([data.test.image(0).float() / 255])[0]
-    assert 0 < len(detections["boxes"]) <= TINY.detections_per_image
+    assert 0 < len(detections["boxes"]) <= RECIPE_DETECTOR.detections_per_image
     assert detections["boxes"].min() >= 0 and detections["boxes"].max() <= 64
     assert set(detections["labels"].tolist()) <= set(range(1, 11))
     assert detections["masks"].shape == (len(detections["boxes"]), 1, 64, 64)

@@ -16,21 +16,9 @@ from lt_bench.detection.lvis_tree import write_lvis_tree
 from lt_bench.detection.run import DetectionRunConfig, run_detection
 from lt_bench.leaderboard import leaderboard_markdown
 from lt_bench.records import iter_records
+from tests.test_detection_engine import RECIPE_DETECTOR
 
 torch.set_num_threads(1)
-
-TINY = dict(
-    backbone="resnet10t",
-    fpn_channels=16,
-    representation_size=32,
-    mask_head_channels=(16,),
-    anchor_sizes=(8, 16, 32, 64, 128),
-    min_size=64,
-    max_size=64,
-    rpn_batch_size_per_image=32,
-    box_batch_size_per_image=32,
-    detections_per_image=50,
-)
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +29,10 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(tree: Path, output: Path, epochs: int) -> DetectionRunConfig:
-    from lt_bench.detection.engine import DetectorConfig
-
     return DetectionRunConfig(
         method="causal_tde",
         dataset="lvis_v1",
-        detector=DetectorConfig(**TINY),
+        detector=RECIPE_DETECTOR,
         epochs=epochs,
         batch_size=2,
         lr=0.01,

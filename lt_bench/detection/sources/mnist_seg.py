@@ -146,7 +146,7 @@ class MnistLTSeg(DetectionSource):
     takes_data_root = False
     description = (
         "real MNIST digits on 64x64 canvases with pixel masks: training images per digit 200 -> 2 "
-        "(IR 100; 2 frequent, 4 common, 4 rare by LVIS's thresholds), val 40 / test 100 canvases"
+        "(IR 100; 2 frequent, 4 common, 4 rare by LVIS's thresholds), about 40 val / 100 test canvases"
     )
 
     # Sized for a 2-core CPU: a 4.9M-parameter ResNet-10-T, 32 FPN channels, D = 64, anchors 8–128 px.
