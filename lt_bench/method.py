@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lt_bench.data import samplers
-from lt_bench.protocol import Paper, PaperRecipe, Reported
+from lt_bench.protocol import Paper, PaperRecipe, Reported, ReportedDetection
 from lt_bench.registry import Registry
 
 
@@ -212,6 +212,7 @@ class Method:
 
     # (n) instance segmentation: the box head's classifier, its loss, its scores, the image sampler
     supports_instance_segmentation: ClassVar[bool] = False
+    reported_detection: ClassVar[tuple[ReportedDetection, ...]] = ()  # (g) the paper's LVIS rows
 
     def build_box_classifier(self) -> nn.Module:
         """RoI features [R, D] → logits [R, C + 1]: background in column 0, the categories after it."""
