@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -248,6 +249,11 @@ def _run_detection(args: argparse.Namespace) -> None:
     """An instance segmentation run on this machine (its own runner: lt_bench.detection.run)."""
     from lt_bench.detection.run import resolved_config, run_detection
 
+    if args.protocol == "paper" or args.launcher == "slurm":
+        raise UserError(
+            "instance segmentation runs have the shared recipe on this machine only so far; "
+            "drop --protocol paper and --launcher slurm"
+        )
     config = resolved_config(
         args.method,
         args.dataset,
@@ -262,6 +268,8 @@ def _run_detection(args: argparse.Namespace) -> None:
         threads=args.threads,
         knobs=_knobs(args.knob) or None,
     )
+    if args.rerun:
+        shutil.rmtree(Path(config.output) / "runs" / config.run_id, ignore_errors=True)
     record = run_detection(config)
     test = record["metrics"]["test"]
     scores = "  ".join(f"{name} {_percent(test[name])}" for name in ("AP", "APr", "APc", "APf", "box_AP"))

@@ -71,7 +71,7 @@ def test_alpha_is_chosen_on_validation_ap(tree: Path, tmp_path: Path) -> None:
     assert record["knobs"]["selected"] == {"alpha": chosen["alpha"]}
 
 
-def test_lvis_without_its_files_and_a_classification_method_fail_in_one_line(
+def test_lvis_without_its_files_a_classification_method_and_the_paper_protocol_fail_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["run", "--method", "causal_tde", "--dataset", "lvis_v1", "--data-root", str(tmp_path)]) == 2
@@ -80,3 +80,5 @@ def test_lvis_without_its_files_and_a_classification_method_fail_in_one_line(
     assert main(["run", "--method", "focal", "--dataset", "mnist_lt_seg", "--output", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "focal has no instance segmentation hooks" in error and "causal_tde" in error
+    assert main(["run", "--method", "ce", "--dataset", "mnist_lt_seg", "--protocol", "paper"]) == 2
+    assert "drop --protocol paper" in capsys.readouterr().err
