@@ -10,7 +10,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e ".[offline,dev]"
+	$(PYTHON) -m pip install --quiet -e ".[offline,dev,detection]"
 	touch $(STAMP)
 
 demo: install

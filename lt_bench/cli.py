@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -277,11 +278,48 @@ def _percent(value: float | None) -> str:
 
 
 def command_run(args: argparse.Namespace) -> None:
+    from lt_bench.detection.data import DETECTION_DATASETS
+
+    if args.dataset in DETECTION_DATASETS:
+        _run_detection(args)
+        return
     config = _config(args, args.method, args.dataset, args.seed)
     if args.launcher == "slurm":
         _submit(args, [config])
         return
     _execute(config, args.rerun)
+
+
+def _run_detection(args: argparse.Namespace) -> None:
+    """An instance segmentation run on this machine (its own runner: lt_bench.detection.run)."""
+    from lt_bench.detection.run import resolved_config, run_detection
+
+    if args.protocol == "paper" or args.launcher == "slurm":
+        raise UserError(
+            "instance segmentation runs have the shared recipe on this machine only so far; "
+            "drop --protocol paper and --launcher slurm"
+        )
+    config = resolved_config(
+        args.method,
+        args.dataset,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        data_seed=args.data_seed,
+        data_root=args.data_root,
+        output=args.output,
+        threads=args.threads,
+        knobs=_pairs(args.knob, "--knob") or None,
+    )
+    if args.rerun:
+        shutil.rmtree(Path(config.output) / "runs" / config.run_id, ignore_errors=True)
+    record = run_detection(config)
+    test = record["metrics"]["test"]
+    scores = "  ".join(f"{name} {_percent(test[name])}" for name in ("AP", "APr", "APc", "APf", "box_AP"))
+    knobs = " ".join(f"{k}={v:g}" for k, v in record["knobs"]["selected"].items())
+    print(f"{config.run_id}: mask {scores}  {knobs}  ({record['wall_time_s']:.1f} s)")
 
 
 def _submit(args: argparse.Namespace, configs: list[Any]) -> None:
@@ -494,6 +532,14 @@ def _cost_columns(text: str | None) -> tuple[str, ...]:
     return names
 
 
+def _classification_records(output: str) -> list[dict[str, Any]]:
+    """The finished records under `output` with their per-image predictions, but those of instance
+    segmentation runs (AP, not accuracy: they have none)."""
+    from lt_bench.detection.leaderboard import is_detection
+
+    return [record for record in _read_records(output, per_image=True) if not is_detection(record)]
+
+
 def _read_records(output: str, *, per_image: bool = False) -> list[dict[str, Any]]:
     """The finished records under `output` (with `per_image`, those holding per-image predictions),
     naming each skipped one on stderr."""
@@ -552,7 +598,7 @@ def command_export(args: argparse.Namespace) -> None:
         )
     path = Path(args.to) if args.to else Path(args.output) / f"runs.{args.format}"
     try:
-        runs, per_class = export(_read_records(args.output, per_image=True), path, args.format)
+        runs, per_class = export(_classification_records(args.output), path, args.format)
     except OSError as error:
         raise UserError(
             f"cannot write {path} ({error.strerror or error}); pass --to FILE in a folder you can write to"
@@ -570,8 +616,7 @@ def command_compact(args: argparse.Namespace) -> None:
 def command_report(args: argparse.Namespace) -> None:
     from lt_bench.report import write_report
 
-    records = _read_records(args.output, per_image=True)
-    page = write_report(records, args.dataset, args.output, args.baseline)
+    page = write_report(_classification_records(args.output), args.dataset, args.output, args.baseline)
     print(f"report written to {page} (figures in {page.with_suffix('')}/)")
 
 
@@ -586,7 +631,7 @@ def command_site(args: argparse.Namespace) -> None:
         )
     site = Path(args.to) if args.to else Path(args.output) / "site"
     try:
-        index = write_site(_read_records(args.output, per_image=True), site, records_dir(args.output))
+        index = write_site(_classification_records(args.output), site, records_dir(args.output))
     except OSError as error:
         raise UserError(
             f"cannot write the site to {site} ({error.strerror or error}); pass --to FOLDER you can write to"
@@ -597,6 +642,14 @@ def command_site(args: argparse.Namespace) -> None:
 def command_data_check(args: argparse.Namespace) -> None:
     from lt_bench.data.base import DataOptions
     from lt_bench.data.check import check_dataset
+    from lt_bench.detection.data import DETECTION_DATASETS
+
+    if args.dataset in DETECTION_DATASETS:
+        from lt_bench.detection.check import check_detection_dataset
+
+        data_root = Path(args.data_root) if args.data_root else None
+        print("\n".join(check_detection_dataset(args.dataset, data_root, args.data_seed)))
+        return
 
     options = DataOptions(
         data_root=Path(args.data_root) if args.data_root else None,
@@ -625,11 +678,17 @@ def command_list(args: argparse.Namespace) -> None:
         lines = timm.list_models(pattern)
     else:
         from lt_bench.data import DATASETS
+        from lt_bench.detection.data import DETECTION_DATASETS
         from lt_bench.method import METHODS
         from lt_bench.registry import describe
 
-        registry = METHODS if args.what == "methods" else DATASETS
-        entries = [(name, obj) for name, obj in registry.items() if fnmatch.fnmatchcase(name, pattern)]
+        registries = [METHODS] if args.what == "methods" else [DATASETS, DETECTION_DATASETS]
+        entries = [
+            (name, obj)
+            for registry in registries
+            for name, obj in registry.items()
+            if fnmatch.fnmatchcase(name, pattern)
+        ]
         width = max((len(name) for name, _ in entries), default=0)
         lines = [f"{name:<{width}}  {describe(obj)}" for name, obj in entries]
     if not lines:

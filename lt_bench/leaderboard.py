@@ -192,7 +192,11 @@ def leaderboard_markdown(
 ) -> str:
     """The whole leaderboard page: test accuracy (%) per shot group, mean ± std over seeds; with
     `test_shift`, top-1 on each test-agnostic label shift instead; `costs` adds COST_COLUMNS."""
-    selection = select(records)
+    from lt_bench.detection.leaderboard import detection_section, is_detection
+
+    records = list(records)
+    detection = [record for record in records if is_detection(record)]
+    selection = select([record for record in records if not is_detection(record)])
     command = "lt-bench leaderboard" + (" --test-shift" if test_shift else "")
     command += f" --columns {','.join(costs)}" if costs else ""
     lines = ["# lt-bench leaderboard" + (": test-agnostic" if test_shift else ""), ""]
@@ -227,6 +231,8 @@ def leaderboard_markdown(
         ]
     for title, table in tables.items():
         lines += ["", f"## {title}", "", table.to_markdown(index=False, disable_numparse=True)]
+    if not test_shift:
+        lines += detection_section(detection)
     return "\n".join(lines) + "\n"
 
 

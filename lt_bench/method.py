@@ -45,6 +45,13 @@ seed, stage, epoch and step, so a resumed run draws the same values.
 range tuning searches; the method reads each with `option(name)`, which `--option NAME=VALUE` sets.
 `search_space()` is what `lt-bench tune` searches: the shared lr × weight decay and every option; a
 plugin may override it (e.g. to add a RunConfig field such as a second stage's lr).
+(o) Instance segmentation (`lt_bench.detection`, Mask R-CNN): a method with
+`supports_instance_segmentation` supplies the box head's classifier on RoI features (column 0 of its
+output is background, 1…C the categories), `roi_loss` on the sampled RoIs, `on_roi_features` (state
+from the RoI features and labels, e.g. TDE's foreground mean), `roi_scores` (the detection scores,
+with the knobs of `test_time_knobs` picked on validation AP) and `image_repeat_factors` (the sampler
+over training images). There `context.num_classes` counts the categories and `context.class_counts`
+the training images of each.
 (m) `adapts_at_test` methods learn test-time knobs from unlabelled test images, never their labels:
 per test set (the test split, each shifted set of `lt_bench.test_shift`), from the backbone features
 of two augmented views of its images; `inference_logits` on that set then also takes those knobs.
@@ -68,7 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lt_bench.data import samplers
-from lt_bench.protocol import Paper, PaperRecipe, Reported
+from lt_bench.protocol import Paper, PaperRecipe, Reported, ReportedDetection
 from lt_bench.registry import Registry
 from lt_bench.search_space import SHARED_SEARCH_SPACE, Option, Range, option_ranges
 
@@ -263,6 +270,29 @@ class Method:
         """Knobs for `inference_logits` learnt from the eval-mode backbone features of two augmented
         views of the same unlabelled test images (row i of each: image i); `generator` orders them."""
         raise NotImplementedError(f"{type(self).__name__} sets adapts_at_test without adapt_to_test")
+
+    # (n) instance segmentation: the box head's classifier, its loss, its scores, the image sampler
+    supports_instance_segmentation: ClassVar[bool] = False
+    reported_detection: ClassVar[tuple[ReportedDetection, ...]] = ()  # (g) the paper's LVIS rows
+
+    def build_box_classifier(self) -> nn.Module:
+        """RoI features [R, D] → logits [R, C + 1]: background in column 0, the categories after it."""
+        return nn.Linear(self.context.feature_dim, self.context.num_classes + 1)
+
+    def roi_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The classification loss of the sampled RoIs (labels: 0 background, 1…C the categories)."""
+        return F.cross_entropy(logits, labels)
+
+    def on_roi_features(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Called every training step with the detached box-head features of the sampled RoIs."""
+
+    def roi_scores(self, classifier: nn.Module, features: torch.Tensor, **knobs: float) -> torch.Tensor:
+        """Detection scores [R, C + 1] (column 0 background, not ranked) from the RoI features."""
+        return F.softmax(classifier(features), dim=1)
+
+    def image_repeat_factors(self, image_categories: list[set[int]]) -> list[float] | None:
+        """How often each training image (given its categories 1…C) is drawn per epoch; None: once."""
+        return None
 
     # (h) a head initialised from the training data
     head_from_features: ClassVar[bool] = False  # True: the runner calls `initialise_head` before training

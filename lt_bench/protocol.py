@@ -50,3 +50,19 @@ class Reported:
     few: float | None = None
     backbone: str = ""  # as the paper names it
     table: str = ""  # where in the paper, e.g. "Table 3"
+
+
+@dataclass(frozen=True)
+class ReportedDetection:
+    """One published instance segmentation row: mask AP (%) overall and by LVIS frequency, and box AP."""
+
+    dataset: str  # lvis_v1 or lvis_v0.5 (their val sets)
+    AP: float
+    AP50: float
+    AP75: float
+    APr: float
+    APc: float
+    APf: float
+    box_AP: float
+    detector: str = ""  # as the paper names it
+    table: str = ""

@@ -20,7 +20,27 @@ from lt_bench.test_shift import SHIFTS, shifted_indices
 SCHEMA = "lt-bench/record/1"
 REQUIRED_FIELDS = ("schema", "status", "run_id", "method", "dataset", "backbone", "seed", "config", "metrics")
 STATUSES = ("finished", "failed", "pruned")  # pruned: a tuning trial stopped early
-FRACTIONS = ("top1", "top5", "many", "medium", "few", "balanced_accuracy", "macro_f1", "ece")
+DETECTION_TASK = "instance_segmentation"  # a detection record's `task`
+FRACTIONS = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "APr",
+    "APc",
+    "APf",
+    "box_AP",
+    "top1",
+    "top5",
+    "many",
+    "medium",
+    "few",
+    "balanced_accuracy",
+    "macro_f1",
+    "ece",
+)
 COST_FIELDS = ("total_parameters", "trainable_parameters", "flops_per_image", "images_seen", "device_hours",
                "wall_time_s", "devices")  # fmt: skip
 PRETRAINING_WEIGHTS = ("none", "timm", "file")
@@ -43,6 +63,7 @@ OPTIONAL_FIELDS: dict[str, Any] = {
     "cost": dict | None,
     "curve": list,
     "test_adaptation": dict,
+    "task": str,
     "arrays": dict,  # the .npz beside a compact record (lt_bench.record_arrays)
 }
 
@@ -101,6 +122,9 @@ def _check_finished(record: dict[str, Any]) -> None:
     for split in ("test", "val"):
         if split in record["metrics"] or split == "test":
             _check_metrics(record["metrics"].get(split), f"metrics.{split}")
+    if record.get("task") == DETECTION_TASK:  # AP, AP50, APr, … (lt_bench.detection): no accuracies
+        _require(_is_number(record["metrics"]["test"].get("AP")), "metrics.test.AP", "is not a number")
+        return
     _require(_is_number(record["metrics"]["test"].get("top1")), "metrics.test.top1", "is not a number")
     _check_blocks(record)
     present = [name for name in PER_IMAGE_FIELDS if name in record]

@@ -10,6 +10,7 @@ class CrossEntropy(Method):
     """Plain softmax cross-entropy on a linear head (the 'Baseline' row of every long-tail paper)."""
 
     description = "cross-entropy with a linear head (the baseline)"
+    supports_instance_segmentation = True  # softmax Mask R-CNN: the base hooks
     # Its paper protocol is decoupling's stage 1 ("Joint"), which cRT, LWS and τ-norm continue.
     paper = DECOUPLING_PAPER
     paper_recipes = JOINT_RECIPES

@@ -67,3 +67,13 @@ def _cycle(items: torch.Tensor, length: int, generator: torch.Generator) -> torc
     passes = -(-length // len(items))
     orders = torch.rand(passes, len(items), generator=generator).argsort(dim=1)
     return items[orders.flatten()[:length]]
+
+
+def repeated(repeat_factors: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image ⌊r⌋ times and once more with probability r − ⌊r⌋, shuffled: the epoch of repeat factor
+    sampling with stochastic rounding (Detectron2's `RepeatFactorTrainingSampler`)."""
+    factors = repeat_factors.double()
+    whole = factors.floor()
+    copies = whole + (torch.rand(len(factors), generator=generator, dtype=torch.float64) < factors - whole)
+    indices = torch.repeat_interleave(torch.arange(len(factors)), copies.long())
+    return indices[torch.randperm(len(indices), generator=generator)]

