@@ -165,11 +165,13 @@ def run_stage(stage: str, shape: Shape, work: Path, threads: int) -> dict[str, A
 
 
 def copy_records(source: Path, output: Path, count: int) -> None:
-    """`count` records like the trained one under `output`, each another (method, seed)."""
+    """`count` records like the trained one under `output`, each another (method, seed), each with
+    its own arrays file."""
     from lt_bench.config import RunConfig
-    from lt_bench.records import write_record
+    from lt_bench.records import read_record, write_record
 
-    record = json.loads(next((source / "records").glob("*.json")).read_text())
+    record = read_record(next((source / "records").glob("*.json")))  # its arrays merged in
+    record.pop("arrays", None)
     for index in range(count):
         method = METHODS_FOR_COPIES[index % len(METHODS_FOR_COPIES)]
         seed = index // len(METHODS_FOR_COPIES)
@@ -187,6 +189,8 @@ def measured(stage: str, shape: str, work: Path, args: argparse.Namespace) -> di
     wall = time.perf_counter() - started
     if finished.returncode != 0:
         raise SystemExit(f"scale: stage {stage} on {shape} failed:\n{finished.stderr[-3000:]}")
+    if "skipping" in finished.stderr:  # every copied record must count
+        raise SystemExit(f"scale: stage {stage} on {shape} skipped records:\n{finished.stderr[-3000:]}")
     child = json.loads(finished.stdout.strip().splitlines()[-1])
     return {"stage": stage, "shape": shape, "wall_s": wall, **child}
 
@@ -207,6 +211,8 @@ def rehearsal(args: argparse.Namespace) -> list[dict[str, Any]]:
             ("imagenet_lt", args.records, ("train", "evaluate", "leaderboard")),
             ("inat2018", args.shift_records, ("train", "evaluate", "test-shift", "export", "report")),
         ):
+            if shape not in args.shapes:
+                continue
             work = Path(folder) / shape
             for stage in stages:
                 if stage not in ("train", "evaluate") and not (work / "records-out").exists():
@@ -235,6 +241,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1000, help="ImageNet-LT-size records to tabulate")
     parser.add_argument("--shift-records", type=int, default=100, help="iNaturalist-size records to tabulate")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES))
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)

@@ -71,7 +71,7 @@ def test_two_real_runs_of_one_id_leave_one_finished_record_and_no_failure(tmp_pa
             assert "top1" in out or "already finished" in out
     (record,) = iter_records(tmp_path, finished_only=False)
     assert record["status"] == "finished"
-    assert [path.name for path in (tmp_path / "records").iterdir()] == [f"{record['run_id']}.json"]
+    assert [path.name for path in (tmp_path / "records").glob("*.json")] == [f"{record['run_id']}.json"]
     folder = tmp_path / "runs" / record["run_id"]
     assert not [path.name for path in folder.iterdir() if path.name.endswith(".tmp")]
 
@@ -110,4 +110,4 @@ def test_a_rerun_that_fails_is_written_beside_the_finished_record_which_the_lead
     assert main([*COMMAND, "--output", str(output)]) == 0  # still finished: not trained again
     assert "already finished" in capsys.readouterr().out
     assert main([*COMMAND, "--rerun", "--output", str(output)]) == 0  # a rerun that finishes replaces both
-    assert [path.name for path in (output / "records").iterdir()] == [finished_path.name]
+    assert [path.name for path in (output / "records").glob("*.json")] == [finished_path.name]

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from lt_bench.detection.data import TASK
 from lt_bench.leaderboard import mean_std
+from lt_bench.record_schema import DETECTION_TASK as TASK
 
 COLUMNS = {
     "AP": "AP",
