@@ -747,11 +747,8 @@ def _holds_finished_record(path: Path) -> bool:
         return False
 
 
-def _record(
-    config: RunConfig, started: float, code: dict[str, Any], device: torch.device, **fields: Any
-) -> dict[str, Any]:
-    """A record of `config`: identity, resolved config, method code, environment and the device it
-    trained on, then `fields`."""
+def record_identity(config: RunConfig) -> dict[str, Any]:
+    """The fields every record of `config` starts with: schema, run id, what ran and its config."""
     return {
         "schema": SCHEMA,
         "run_id": config.run_id,
@@ -761,6 +758,16 @@ def _record(
         "seed": config.seed,
         "data_seed": config.data_seed,
         "config": config.to_json(),
+    }
+
+
+def _record(
+    config: RunConfig, started: float, code: dict[str, Any], device: torch.device, **fields: Any
+) -> dict[str, Any]:
+    """A record of `config`: identity, resolved config, method code, environment and the device it
+    trained on, then `fields`."""
+    return {
+        **record_identity(config),
         "method_code": code,
         "stages": stages_record(config),
         **fields,

@@ -260,21 +260,14 @@ def _mark_trial(config: RunConfig, record: dict[str, Any], study: Study, number:
 def _record_pruned(config: RunConfig, study: Study, number: int, why: str) -> None:
     """A record of a pruned trial's run: its configuration and the validation curve it reached."""
     from lt_bench.curves import training_curve
-    from lt_bench.records import SCHEMA, now, write_record
-    from lt_bench.runner import RunPaths
+    from lt_bench.records import now, write_record
+    from lt_bench.runner import RunPaths, record_identity
 
     write_record(
         config.output,
         {
-            "schema": SCHEMA,
+            **record_identity(config),
             "status": "pruned",
-            "run_id": config.run_id,
-            "method": config.method,
-            "dataset": config.dataset,
-            "backbone": config.backbone,
-            "seed": config.seed,
-            "data_seed": config.data_seed,
-            "config": config.to_json(),
             "metrics": {},
             "error": why,
             "curve": training_curve(RunPaths.of(config).log),

@@ -10,20 +10,12 @@ import pandas as pd
 
 from lt_bench.leaderboard import mean_std, pretraining_text
 from lt_bench.report.bootstrap import Interval
-from lt_bench.report.page import REFERENCE_BASELINE, paired_intervals, seed_pairs
+from lt_bench.report.page import REFERENCE_BASELINE, SUMMARY_COLUMNS, paired_intervals, seed_pairs
 from lt_bench.report.runs import DatasetRuns, Record, Setting, Variant
 from lt_bench.test_shift import MEAN, shift_accuracies
 
 # Metric columns: record test metric → header; "shift_mean" is top-1 averaged over the label shifts.
-METRIC_COLUMNS = {
-    "top1": "Overall",
-    "many": "Many",
-    "medium": "Medium",
-    "few": "Few",
-    "balanced_accuracy": "Balanced",
-    "ece": "ECE",
-    "shift_mean": "Shift mean",
-}
+METRIC_COLUMNS = {**SUMMARY_COLUMNS, "shift_mean": "Shift mean"}
 INTERVAL_METRICS = ("top1", "balanced_accuracy", "many", "medium", "few")
 
 
