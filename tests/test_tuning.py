@@ -46,7 +46,7 @@ def test_options_are_declared_and_refused_in_one_line(capsys: pytest.CaptureFixt
     assert main("tune --method weight_balancing --dataset mnist_lt --show-space".split()) == 0
     shown = capsys.readouterr().out
     assert "lr                       log-uniform [0.005, 0.5] (recipe 0.05 × [0.1, 10]); recipe 0.05" in shown
-    assert "stage_two_weight_decay   log-uniform [0.0001, 1]; recipe 0.1" in shown
+    assert "second_stage_weight_decay log-uniform [0.0001, 1]; recipe 0.1" in shown  # a RunConfig field
     assert "\n  weight_decay " not in shown  # its stages' own decays replace the shared one
 
 
