@@ -541,14 +541,14 @@ def _classification_records(output: str) -> list[dict[str, Any]]:
 
 
 def _read_records(output: str, *, per_image: bool = False) -> list[dict[str, Any]]:
-    """The finished records under `output` (with `per_image`, those holding per-image predictions),
-    naming each skipped one on stderr."""
+    """The finished records under `output`; with `per_image`, those holding per-image predictions,
+    read with them (else without their arrays). Each skipped one is named on stderr."""
     from lt_bench.config import stale_identity
     from lt_bench.records import iter_records
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        records = list(iter_records(output, per_image=per_image))
+        records = list(iter_records(output, per_image=per_image, arrays=per_image))
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     current = []

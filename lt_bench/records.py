@@ -129,10 +129,11 @@ def _sidecar(path: Path, named: Any) -> dict[str, Any]:
 
 
 def iter_records(
-    output: str | Path, *, finished_only: bool = True, per_image: bool = False
+    output: str | Path, *, finished_only: bool = True, per_image: bool = False, arrays: bool = True
 ) -> Iterator[dict[str, Any]]:
-    """Every readable record under `<output>/records/` that keeps to the schema, once per run id;
-    with `per_image`, only finished records that hold their per-image predictions, read with them.
+    """Every readable record under `<output>/records/` that keeps to the schema, once per run id,
+    with its arrays unless `arrays` is False (the leaderboard needs none); with `per_image`, only
+    finished records that hold their per-image predictions.
 
     Unreadable or invalid files, further copies of a run's record under other names, and (with
     `per_image`) records without per-image fields are named in a warning and skipped.
@@ -140,7 +141,7 @@ def iter_records(
     copies: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for path in sorted(records_dir(output).rglob("*.json")):
         try:
-            record = read_record(path, arrays=per_image)
+            record = read_record(path, arrays=arrays or per_image)
         except ValueError as error:
             warnings.warn(f"skipping {path}: {error}; {RECORD_FIX}", stacklevel=2)
             continue

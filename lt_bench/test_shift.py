@@ -13,6 +13,7 @@ data seed. Accuracies come from the record's stored per-image labels and predict
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,17 @@ def shifted_counts(test_counts: Sequence[int], class_counts: Sequence[int], shif
 def shifted_indices(
     labels: np.ndarray, class_counts: Sequence[int], shift: LabelShift, data_seed: int
 ) -> np.ndarray:
-    """Positions in the test split of the images `shift` keeps, sorted by class."""
+    """Positions in the test split of the images `shift` keeps, sorted by class. Records of one test
+    split share them, so they are drawn once per (split, training counts, shift, data seed)."""
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    return _shifted_indices(labels.tobytes(), tuple(class_counts), shift, data_seed).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _shifted_indices(
+    labels_bytes: bytes, class_counts: tuple[int, ...], shift: LabelShift, data_seed: int
+) -> np.ndarray:
+    labels = np.frombuffer(labels_bytes, dtype=np.int64)
     test_counts = np.bincount(labels, minlength=len(class_counts)).tolist()
     counts = shifted_counts(test_counts, class_counts, shift)
     return draw_per_class(labels, counts, np.random.RandomState(data_seed % 2**32))

@@ -13,7 +13,7 @@ import pytest
 
 from lt_bench.cli import main
 from lt_bench.leaderboard import leaderboard_markdown, leaderboard_tables, mean_std
-from lt_bench.records import iter_records, records_dir, write_record
+from lt_bench.records import iter_records, read_record, records_dir, write_record
 from lt_bench.report.runs import group_runs
 from lt_bench.selection import configuration, select
 
@@ -22,7 +22,7 @@ COMMITTED = Path(__file__).resolve().parents[1] / "results" / "records"
 
 def committed(method: str, seed: int) -> dict:
     (path,) = COMMITTED.glob(f"mnist_lt-{method}-lt_small_cnn-seed{seed}-*.json")
-    return json.loads(path.read_text())
+    return {key: value for key, value in read_record(path).items() if key != "arrays"}  # arrays inline
 
 
 def variant(method: str, seed: int, run_id: str, top1: float, *, config=None, at: str = "", **fields) -> dict:

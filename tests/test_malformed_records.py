@@ -24,7 +24,10 @@ SADE = sorted(COMMITTED.glob("mnist_lt-sade-lt_small_cnn-seed*.json"))  # holds 
 
 
 def _load(path: Path) -> dict:
-    return json.loads(path.read_text())
+    """A committed record with its arrays inline (the layout of a record before compact records)."""
+    record = read_record(path)
+    record.pop("arrays", None)
+    return record
 
 
 @pytest.fixture
@@ -34,6 +37,7 @@ def tree(tmp_path: Path) -> Path:
     records_dir(tmp_path).mkdir(parents=True)
     for path in [*CE, *SADE]:
         shutil.copy(path, records_dir(tmp_path))
+        shutil.copy(path.with_suffix(".npz"), records_dir(tmp_path))
         (tmp_path / "runs" / path.stem).mkdir(parents=True)
     return tmp_path
 

@@ -3,7 +3,6 @@ misspelt `lt-bench report --dataset`, and written files that a group sharing the
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -13,16 +12,21 @@ from pathlib import Path
 import pytest
 
 from lt_bench.cli import main
-from lt_bench.records import write_record
+from lt_bench.records import read_record, write_record
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "records"
+
+
+def _inline(record_file: Path) -> dict:
+    """A committed record with its arrays inline, as a run hands it to write_record."""
+    return {key: value for key, value in read_record(record_file).items() if key != "arrays"}
 
 
 @pytest.fixture
 def results(tmp_path) -> Path:
     """A results tree holding one committed mnist_lt record and one of a dataset no registry knows."""
     (record_file,) = COMMITTED.glob("mnist_lt-ce-lt_small_cnn-seed0-*.json")
-    record = json.loads(record_file.read_text())
+    record = _inline(record_file)
     write_record(tmp_path, record)
     other = {**record, "dataset": "herbarium_lt", "run_id": "herbarium-ce"}
     write_record(tmp_path, {**other, "config": {**record["config"], "dataset": "herbarium_lt"}})
@@ -92,7 +96,7 @@ def test_written_files_respect_the_umask(tmp_path, umask, mode):
     previous = os.umask(umask)
     try:
         results = tmp_path / "shared-results"
-        write_record(results, json.loads(next(COMMITTED.glob("*.json")).read_text()))
+        write_record(results, _inline(next(COMMITTED.glob("*.json"))))
         assert main(["leaderboard", "--output", str(results)]) == 0
         written = [results / "leaderboard.md", *sorted((results / "records").iterdir())]
         plain = results / "plain"

@@ -35,9 +35,14 @@ def draw_per_class(
     available = np.ones(len(labels), dtype=bool)
     if exclude is not None:
         available[exclude] = False
+    # Each class's positions in increasing order, found once (a stable sort) rather than by a scan of
+    # every label per class: the same pools, in O(N log N) instead of O(N · classes).
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], np.arange(len(counts) + 1))
     chosen = []
     for class_index, count in enumerate(counts):
-        pool = np.flatnonzero((labels == class_index) & available)
+        pool = order[starts[class_index] : starts[class_index + 1]]
+        pool = pool[available[pool]]
         if count > len(pool):
             raise ValueError(f"class {class_index} has {len(pool)} images, {count} requested")
         chosen.append(np.sort(generator.permutation(pool)[:count]))
