@@ -309,6 +309,8 @@ def _is_fraction_or_none(value: Any) -> bool:
 
 def _matches(value: Any, hint: Any) -> bool:
     """Whether a JSON value fits a RunConfig annotation (tuples are JSON lists; an int is a float)."""
+    if hint is typing.Any:
+        return True
     origin, arguments = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, argument) for argument in arguments)

@@ -219,7 +219,9 @@ def evaluate(study: Study, optuna_study: optuna.Study, trial: optuna.Trial, thre
     params = suggest(trial, study)
     scores = []
     for position, seed in enumerate(study.seeds):
-        config = study.trial_config(params, seed).replace(threads=threads)
+        config = study.trial_config(params, seed)
+        if threads is not None:  # a local worker's share of the cores; else the study's own count
+            config = config.replace(threads=threads)
 
         def report(
             epoch: int, score: float, offset: int = position * config.epochs, seed: int = seed
