@@ -535,9 +535,7 @@ def _cost_columns(text: str | None) -> tuple[str, ...]:
 def _classification_records(output: str) -> list[dict[str, Any]]:
     """The finished records under `output` with their per-image predictions, but those of instance
     segmentation runs (AP, not accuracy: they have none)."""
-    from lt_bench.detection.leaderboard import is_detection
-
-    return [record for record in _read_records(output, per_image=True) if not is_detection(record)]
+    return _read_records(output, per_image=True)  # iter_records passes detection records by
 
 
 def _read_records(output: str, *, per_image: bool = False) -> list[dict[str, Any]]:

@@ -192,7 +192,8 @@ def leaderboard_markdown(
 ) -> str:
     """The whole leaderboard page: test accuracy (%) per shot group, mean ± std over seeds; with
     `test_shift`, top-1 on each test-agnostic label shift instead; `costs` adds COST_COLUMNS."""
-    from lt_bench.detection.leaderboard import detection_section, is_detection
+    from lt_bench.detection.leaderboard import detection_section
+    from lt_bench.record_schema import is_detection
 
     records = list(records)
     detection = [record for record in records if is_detection(record)]

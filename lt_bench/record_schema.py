@@ -136,6 +136,11 @@ def _check_finished(record: dict[str, Any]) -> None:
         _check_per_image(record)
 
 
+def is_detection(record: Mapping[str, Any]) -> bool:
+    """Whether `record` is an instance segmentation run's (AP per category, no per-image predictions)."""
+    return record.get("task") == DETECTION_TASK
+
+
 def _arrays_not_read(record: Mapping[str, Any]) -> bool:
     """A compact record read without its .npz: its per-image fields are checked when they are read."""
     return "arrays" in record and "test_labels" not in record

@@ -15,7 +15,7 @@ from typing import Any
 from lt_bench import record_arrays
 from lt_bench.atomic import write_atomically, write_json
 from lt_bench.bounded_read import RECORD_LIMIT, UnreadableInput, read_bytes, read_text
-from lt_bench.record_schema import DETECTION_TASK, PER_IMAGE_FIELDS, check_record, has_per_image_fields
+from lt_bench.record_schema import PER_IMAGE_FIELDS, check_record, has_per_image_fields, is_detection
 from lt_bench.record_schema import SCHEMA as SCHEMA
 
 RECORD_FIX = "rerun the run with --rerun to write it again, or move the file out of records/"
@@ -152,8 +152,8 @@ def iter_records(
             if path != kept_path:
                 warnings.warn(f"skipping {path}: another record of run {run_id} (kept {kept_path})",
                               stacklevel=2)  # fmt: skip
-        if per_image and record.get("task") == DETECTION_TASK:
-            continue  # an instance segmentation run: AP per category, no per-image predictions
+        if per_image and is_detection(record):
+            continue  # AP per category, no per-image predictions
         if per_image and record["status"] == "finished" and not has_per_image_fields(record):
             warnings.warn(
                 f"skipping {kept_path}: holds no per-image test predictions ({', '.join(PER_IMAGE_FIELDS)}), "

@@ -13,11 +13,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from lt_bench.record_schema import DETECTION_TASK
 from lt_bench.registry import Registry
 
 FREQUENCY_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
-TASK = DETECTION_TASK  # a record's `task`: its metrics are LVIS APs, not accuracies
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from typing import Any
 import pandas as pd
 
 from lt_bench.leaderboard import mean_std
-from lt_bench.record_schema import DETECTION_TASK as TASK
 
 COLUMNS = {
     "AP": "AP",
@@ -24,10 +23,6 @@ INTRODUCTION = [
     "most 300 detections per image), mean ± std over seeds. APr / APc / APf average the categories in",
     "1–10 / 11–100 / > 100 training images; Box AP is the box detections' AP.",
 ]
-
-
-def is_detection(record: Mapping[str, Any]) -> bool:
-    return record.get("task") == TASK
 
 
 def detection_section(records: Iterable[Mapping[str, Any]]) -> list[str]:

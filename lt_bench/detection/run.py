@@ -15,7 +15,6 @@ from lt_bench.checkpoint import load_checkpoint, save_checkpoint
 from lt_bench.data import samplers
 from lt_bench.detection.data import (
     DETECTION_DATASETS,
-    TASK,
     DetectionData,
     DetectionSplit,
     images_per_category,
@@ -26,6 +25,7 @@ from lt_bench.detection.evaluation import evaluate_lvis
 from lt_bench.errors import UserError
 from lt_bench.method import METHODS, Method, MethodContext
 from lt_bench.method_code import method_code
+from lt_bench.record_schema import DETECTION_TASK
 from lt_bench.records import SCHEMA, environment, now, write_record
 from lt_bench.training import derived_seed
 
@@ -249,7 +249,7 @@ def run_detection(config: DetectionRunConfig) -> dict[str, Any]:
     record = {
         "schema": SCHEMA,
         "status": "finished",
-        "task": TASK,
+        "task": DETECTION_TASK,
         "run_id": config.run_id,
         "method": config.method,
         "dataset": config.dataset,
